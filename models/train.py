@@ -38,7 +38,7 @@ class _CostLog:
             self.flush()
 
     def flush(self) -> None:
-        """Hand over what is not yet handed over (also when nothing is new: it doubles as a heartbeat)."""
+        """Hand over the costs logged since the last flush (the caller writes the rest at the end)."""
         if self._on_progress is not None:
             self._on_progress(self.costs[self._flushed :])
             self._flushed = len(self.costs)
@@ -100,7 +100,6 @@ def train(
         assert variant in LAYER_WIDTHS
         hypothesis, y = _train_sequential(variant, seed, lr, steps, torch_device, log, log_every)
     predicted, accuracy = accuracy_of(hypothesis, y)
-    log.flush()
     device_name, cpu_capability = describe_device(torch_device)
     return TrainResult(
         costs=log.costs,

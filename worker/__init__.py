@@ -1,0 +1,1 @@
+"""The training side: Celery tasks that claim, train and persist jobs. Imports torch lazily."""

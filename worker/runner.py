@@ -1,0 +1,117 @@
+"""Claim → train → persist: what one delivery of a job does, whatever the pool or transport.
+
+Every write is fenced on the claimed attempt, so this function is safe to run twice for one job (a
+duplicate delivery finds nothing to claim; a fenced-off attempt stops at its next write).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from enum import StrEnum
+
+from xorjobs.settings import Settings
+from xorjobs.store.lifecycle import (
+    Claim,
+    LeaseLost,
+    Outcome,
+    claim_job,
+    fail_job,
+    finish_job,
+    record_costs,
+)
+from xorjobs.store.schema import ensure_schema
+
+log = logging.getLogger(__name__)
+
+
+class RunOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # nothing to claim: done, running elsewhere, cancelled or out of attempts
+    FENCED = "fenced"  # this attempt lost the job mid-way; its later writes were refused
+
+
+@dataclass
+class _ProgressWriter:
+    """Writes each new chunk of costs (and renews the lease) in one fenced transaction."""
+
+    url: str
+    claim: Claim
+    lease_seconds: float
+    written: int = 0
+
+    def __call__(self, chunk: list[tuple[int, float]]) -> None:
+        record_costs(self.url, self.claim.job_id, self.claim.attempt, chunk, self.lease_seconds)
+        self.written += len(chunk)
+
+
+def run_job(job_id: str, worker_name: str, settings: Settings) -> RunOutcome:
+    """Run one job to a terminal state (or find it needs nothing). Raises UnknownJob for a foreign id."""
+    url = settings.resolved_database_url
+    ensure_schema(url)
+    claim = claim_job(url, job_id, worker_name, settings.lease_seconds, settings.max_attempts)
+    if claim is None:
+        log.info("job %s: nothing to claim (duplicate delivery, finished, or cancelled)", job_id)
+        return RunOutcome.SKIPPED
+    try:
+        outcome = _train(claim, url, settings)
+    except LeaseLost as lost:
+        log.warning("job %s attempt %d stopped: %s", job_id, claim.attempt, lost)
+        return RunOutcome.FENCED
+    except Exception as error:
+        text = _describe_failure(error)
+        log.error("job %s attempt %d failed: %s", job_id, claim.attempt, text)
+        return RunOutcome.FAILED if fail_job(url, job_id, claim.attempt, text) else RunOutcome.FENCED
+    try:
+        finish_job(url, job_id, claim.attempt, outcome)
+    except LeaseLost:
+        return RunOutcome.FENCED
+    return RunOutcome.SUCCEEDED
+
+
+def _train(claim: Claim, url: str, settings: Settings) -> Outcome:
+    import torch  # here, not at import time: CUDA is initialised only in the process that trains
+
+    from models import train
+    from worker.heartbeat import Heartbeat
+
+    if claim.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("this job needs CUDA and this worker has none; it never runs on the CPU instead")
+    writer = _ProgressWriter(url, claim, settings.lease_seconds)
+    with Heartbeat(url, claim.job_id, claim.attempt, settings.lease_seconds, settings.heartbeat_seconds) as beat:
+
+        def on_progress(chunk: list[tuple[int, float]]) -> None:
+            beat.check()
+            writer(chunk)
+
+        result = train(
+            claim.variant,
+            claim.seed,
+            claim.lr,
+            steps=claim.steps,
+            log_every=claim.log_every,
+            device=claim.device,
+            on_progress=on_progress,
+            progress_interval_s=settings.progress_seconds,
+        )
+        beat.check()
+    return Outcome(
+        unwritten_costs=result.costs[writer.written :],
+        final_cost=result.costs[-1][1] if result.costs else None,
+        hypothesis=result.hypothesis,
+        predicted=result.predicted,
+        accuracy=result.accuracy,
+        device_name=result.device_name,
+        cpu_capability=result.cpu_capability,
+        torch_version=torch.__version__,
+    )
+
+
+def _describe_failure(error: BaseException) -> str:
+    name = type(error).__name__
+    if name == "SoftTimeLimitExceeded":
+        return "time_limit: the job ran past XORJOBS_JOB_TIME_LIMIT_SECONDS"
+    lines = traceback.format_exception(error)
+    return f"{name}: {error}\n" + "".join(lines[-6:])

@@ -1,0 +1,54 @@
+"""The error tree. The CLI and the API each translate it in one place (exit codes / HTTP statuses)."""
+
+from __future__ import annotations
+
+
+class XorjobsError(Exception):
+    """Root of every error xorjobs raises on purpose."""
+
+    exit_code = 1
+    http_status = 500
+
+
+class InvalidSpec(XorjobsError):
+    """The user's input breaks the job contract; ``field`` names the offending field."""
+
+    exit_code = 2
+    http_status = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotFound(XorjobsError):
+    """An unknown sweep or job id."""
+
+    exit_code = 3
+    http_status = 404
+
+
+class Unreachable(XorjobsError):
+    """The API, the broker or the store cannot be reached."""
+
+    exit_code = 4
+    http_status = 503
+
+
+class Unauthorized(XorjobsError):
+    """The API refused the token."""
+
+    exit_code = 4
+    http_status = 401
+
+
+class UnknownJob(XorjobsError):
+    """A worker received a job id its store does not hold (e.g. a worker left on a local SQLite file)."""
+
+
+class NoCuda(XorjobsError):
+    """CUDA was asked for on a machine without it."""
+
+    exit_code = 2
+    http_status = 422

@@ -1,0 +1,206 @@
+"""A job's life on the worker side: claim, heartbeat, progress, finish or fail — all fenced.
+
+Every write of an attempt is conditional on ``jobs.attempt`` still being that attempt and the job still
+running, so a duplicate delivery, a reaped "zombie" or a cancelled job cannot write over newer state
+(the fencing-token pattern; reliability notes §0.2). Each function is one short write transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from xorjobs.errors import UnknownJob, XorjobsError
+from xorjobs.store.engine import describe, write_session
+from xorjobs.store.floats import encode_float, json_safe
+from xorjobs.store.tables import Cost, Job, JobState
+
+
+class LeaseLost(XorjobsError):
+    """This attempt no longer owns the job (re-queued, cancelled, or taken over by a newer attempt)."""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker needs to train a job it has claimed."""
+
+    job_id: str
+    attempt: int
+    variant: str
+    seed: int
+    lr: float
+    steps: int
+    log_every: int
+    device: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The finished record a worker stores (plain values; ``models`` stays out of the store)."""
+
+    unwritten_costs: Sequence[tuple[int, float]]
+    """Logged costs not yet written by progress updates (all of them for a short job)."""
+    final_cost: float | None
+    """The cost at the last logged step."""
+    hypothesis: Sequence[float]
+    predicted: Sequence[float]
+    accuracy: float
+    device_name: str
+    cpu_capability: str
+    torch_version: str
+
+
+def claim_job(url: str, job_id: str, worker: str, lease_seconds: float, max_attempts: int) -> Claim | None:
+    """Atomically take a job that is queued (or running with an expired lease) and bump its attempt.
+
+    Returns None when there is nothing to do: the job is already running elsewhere, finished, cancelled,
+    or was failed here for having used up its attempts. Raises UnknownJob when the store has no such job.
+    """
+    now = utcnow()
+    claimable = or_(
+        Job.state == JobState.QUEUED,
+        and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now),
+    )
+    with write_session(url) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise UnknownJob(f"job {job_id} is not in the store {describe(url)} (is this worker on the right store?)")
+        if job.attempt - job.attempts_forgiven >= max_attempts and job.state in (JobState.QUEUED, JobState.RUNNING):
+            _fail_exhausted(session, job, max_attempts, now)
+            return None
+        row = session.execute(
+            update(Job)
+            .where(Job.id == job_id, claimable, Job.attempt == job.attempt)
+            .values(
+                state=JobState.RUNNING,
+                attempt=Job.attempt + 1,
+                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+                started_at=now,
+                worker=worker,
+                error=None,
+            )
+            .returning(Job.attempt)
+        ).first()
+        if row is None:
+            return None
+        return Claim(job.id, row.attempt, job.variant, job.seed, job.lr, job.steps, job.log_every, job.device)
+
+
+def _fail_exhausted(session: Session, job: Job, max_attempts: int, now: dt.datetime) -> None:
+    if job.state == JobState.RUNNING and job.lease_expires_at is not None and job.lease_expires_at >= now:
+        return  # alive elsewhere: leave it be
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.attempt == job.attempt, Job.state == job.state)
+        .values(
+            state=JobState.FAILED,
+            finished_at=now,
+            error=f"max_attempts: the job's worker died or lost it {job.attempt - job.attempts_forgiven} times "
+            f"(limit {max_attempts}); not retried again",
+        )
+    )
+
+
+def _renew(session: Session, job_id: str, attempt: int, lease_seconds: float) -> None:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempt == attempt, Job.state == JobState.RUNNING)
+        .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_seconds))
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise LeaseLost(f"job {job_id}: attempt {attempt} no longer owns it")
+
+
+def renew_lease(url: str, job_id: str, attempt: int, lease_seconds: float) -> None:
+    """Heartbeat. Raises LeaseLost when the attempt was fenced off (or the job cancelled)."""
+    with write_session(url) as session:
+        _renew(session, job_id, attempt, lease_seconds)
+
+
+def _upsert_costs(session: Session, job_id: str, attempt: int, costs: Sequence[tuple[int, float]]) -> None:
+    """Insert or overwrite cost rows: idempotent per (job, step), so a retry never doubles a step."""
+    if not costs:
+        return
+    rows = []
+    for step, cost in costs:
+        value, kind = encode_float(cost)
+        rows.append({"job_id": job_id, "step": step, "value": value, "kind": int(kind), "attempt": attempt})
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(Cost).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=[Cost.job_id, Cost.step],
+        set_={"value": statement.excluded.value, "kind": statement.excluded.kind, "attempt": attempt},
+    )
+    session.execute(statement)
+
+
+def record_costs(
+    url: str, job_id: str, attempt: int, costs: Sequence[tuple[int, float]], lease_seconds: float
+) -> None:
+    """Write a chunk of costs and renew the lease, in one transaction fenced on the attempt."""
+    with write_session(url) as session:
+        _renew(session, job_id, attempt, lease_seconds)
+        _upsert_costs(session, job_id, attempt, costs)
+
+
+def finish_job(url: str, job_id: str, attempt: int, outcome: Outcome) -> None:
+    """Write the remaining costs and the result, and mark the job succeeded: all or nothing."""
+    final_value, final_kind = encode_float(outcome.final_cost) if outcome.final_cost is not None else (None, None)
+    with write_session(url) as session:
+        _renew(session, job_id, attempt, lease_seconds=0)
+        _upsert_costs(session, job_id, attempt, outcome.unwritten_costs)
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempt == attempt)
+            .values(
+                state=JobState.SUCCEEDED,
+                finished_at=utcnow(),
+                lease_expires_at=None,
+                final_cost=final_value,
+                final_cost_kind=None if final_kind is None else int(final_kind),
+                hypothesis_json=json.dumps(json_safe(list(outcome.hypothesis))),
+                predicted_json=json.dumps(json_safe(list(outcome.predicted))),
+                accuracy=outcome.accuracy,
+                device_name=outcome.device_name,
+                cpu_capability=outcome.cpu_capability,
+                torch_version=outcome.torch_version,
+            )
+        )
+
+
+def fail_job(url: str, job_id: str, attempt: int, error: str) -> bool:
+    """Mark this attempt's job failed with the error text; False when the attempt was fenced off."""
+    with write_session(url) as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempt == attempt, Job.state == JobState.RUNNING)
+            .values(state=JobState.FAILED, finished_at=utcnow(), lease_expires_at=None, error=error[:4000])
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_job(url: str, job_id: str, attempt: int) -> bool:
+    """Give a running job back to the queue at once (a clean stop, e.g. Ctrl-C during ``run``)."""
+    with write_session(url) as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempt == attempt, Job.state == JobState.RUNNING)
+            .values(state=JobState.QUEUED, lease_expires_at=None, published_at=None)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def job_state(url: str, job_id: str) -> str | None:
+    with write_session(url) as session:
+        return session.scalar(select(Job.state).where(Job.id == job_id))

@@ -1,0 +1,122 @@
+"""Creating sweeps (with their jobs) and the outbox of messages still to publish."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from xorjobs.spec import SweepSpec, expand
+from xorjobs.store.engine import read_session, write_session
+from xorjobs.store.ids import new_job_id, new_sweep_id
+from xorjobs.store.lifecycle import utcnow
+from xorjobs.store.tables import Job, JobState, Sweep
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job id and the queue its message goes to."""
+
+    job_id: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class CreatedSweep:
+    sweep_id: str
+    jobs: list[QueuedJob]
+    created: bool
+    """False when an earlier submit with the same idempotency key is returned instead."""
+
+
+def create_sweep(url: str, spec: SweepSpec, idempotency_key: str | None = None) -> CreatedSweep:
+    """Insert a sweep and all its jobs (queued, not yet published) in one transaction.
+
+    With an idempotency key already used, nothing is inserted and the earlier sweep is returned; the
+    unique constraint on the key settles two racing submits (the loser reads the winner's sweep).
+    """
+    if idempotency_key is not None:
+        existing = _sweep_by_key(url, idempotency_key)
+        if existing is not None:
+            return existing
+    sweep_id = new_sweep_id()
+    now = utcnow()
+    rows = [
+        {
+            "id": new_job_id(),
+            "sweep_id": sweep_id,
+            "position": job.position,
+            "variant": job.variant,
+            "seed": job.seed,
+            "lr": job.lr,
+            "steps": spec.steps,
+            "log_every": spec.log_every,
+            "device": spec.device,
+            "queue": spec.queue,
+            "state": JobState.QUEUED,
+            "attempt": 0,
+            "attempts_forgiven": 0,
+            "created_at": now,
+        }
+        for job in expand(spec)
+    ]
+    try:
+        with write_session(url) as session:
+            session.add(
+                Sweep(
+                    id=sweep_id,
+                    name=spec.name,
+                    created_at=now,
+                    spec_json=spec.model_dump_json(),
+                    job_count=len(rows),
+                    idempotency_key=idempotency_key,
+                )
+            )
+            session.flush()
+            session.execute(insert(Job), rows)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        existing = _sweep_by_key(url, idempotency_key)
+        if existing is None:
+            raise
+        return existing
+    return CreatedSweep(sweep_id, [QueuedJob(row["id"], spec.queue) for row in rows], created=True)
+
+
+def _sweep_by_key(url: str, key: str) -> CreatedSweep | None:
+    with read_session(url) as session:
+        sweep_id = session.scalar(select(Sweep.id).where(Sweep.idempotency_key == key))
+        if sweep_id is None:
+            return None
+        jobs = session.execute(
+            select(Job.id, Job.queue).where(Job.sweep_id == sweep_id).order_by(Job.position)
+        ).all()
+    return CreatedSweep(sweep_id, [QueuedJob(job_id, queue) for job_id, queue in jobs], created=False)
+
+
+def mark_published(url: str, job_ids: Sequence[str]) -> None:
+    """Record that the broker accepted these jobs' messages (the outbox is emptied)."""
+    if not job_ids:
+        return
+    now = utcnow()
+    with write_session(url) as session:
+        for chunk_start in range(0, len(job_ids), 500):
+            chunk = list(job_ids[chunk_start : chunk_start + 500])
+            session.execute(
+                update(Job).where(Job.id.in_(chunk), Job.published_at.is_(None)).values(published_at=now)
+            )
+
+
+def spec_of(url: str, sweep_id: str) -> SweepSpec | None:
+    with read_session(url) as session:
+        spec_json = session.scalar(select(Sweep.spec_json).where(Sweep.id == sweep_id))
+    return None if spec_json is None else SweepSpec.model_validate(json.loads(spec_json), strict=False)
+
+
+def age(timestamp: dt.datetime | None) -> float:
+    return 0.0 if timestamp is None else (utcnow() - timestamp).total_seconds()

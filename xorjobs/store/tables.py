@@ -1,0 +1,116 @@
+"""The tables: sweeps, jobs and costs (typed SQLAlchemy 2 ORM)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime, TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # The sweep as submitted (JSON), so `retry` and `show` need nothing else.
+    spec_json: Mapped[str] = mapped_column(Text)
+    job_count: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "position", name="uq_jobs_sweep_position"),
+        Index("ix_jobs_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    variant: Mapped[str] = mapped_column(String(20))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    lr: Mapped[float] = mapped_column(Double)
+    steps: Mapped[int] = mapped_column(Integer)
+    log_every: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(10))
+    queue: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20), default=JobState.QUEUED)
+    # Fencing token: bumped by every claim; every write of an attempt is conditional on it.
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts before this one that no longer count against max_attempts (set by `retry`); the
+    # attempt counter itself never goes back, or an old attempt's fencing token could match again.
+    attempts_forgiven: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # Outbox: NULL until the broker accepted the job's message (issue 3: the DB is the source of truth).
+    published_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    device_name: Mapped[str | None] = mapped_column(String(200))
+    torch_version: Mapped[str | None] = mapped_column(String(50))
+    cpu_capability: Mapped[str | None] = mapped_column(String(50))
+    final_cost: Mapped[float | None] = mapped_column(Double)
+    final_cost_kind: Mapped[int | None] = mapped_column(SmallInteger)
+    # JSON lists of 4 numbers, non-finite values as "nan"/"inf" strings.
+    hypothesis_json: Mapped[str | None] = mapped_column(Text)
+    predicted_json: Mapped[str | None] = mapped_column(Text)
+    accuracy: Mapped[float | None] = mapped_column(Double)
+
+
+class Cost(Base):
+    """One logged cost. The primary key (job_id, step) makes a retried job's writes idempotent."""
+
+    __tablename__ = "costs"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float | None] = mapped_column(Double)
+    kind: Mapped[int] = mapped_column(SmallInteger, default=0)
+    attempt: Mapped[int] = mapped_column(Integer)

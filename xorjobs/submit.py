@@ -1,0 +1,38 @@
+"""The one submit path, shared by the API and the CLI's in-process mode: store first, then publish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+
+from xorjobs.errors import Unreachable
+from xorjobs.queue import publish
+from xorjobs.spec import SweepSpec
+from xorjobs.store.schema import ensure_schema
+from xorjobs.store.sweeps import CreatedSweep, create_sweep, mark_published
+
+
+@dataclass(frozen=True)
+class Submission:
+    sweep: CreatedSweep
+    unpublished: int
+    """Jobs the broker did not take now; they stay queued and the workers' reconciler publishes them."""
+
+
+def submit_sweep(url: str, app: Celery, spec: SweepSpec, idempotency_key: str | None = None) -> Submission:
+    """Commit the sweep and its jobs, then publish one message per job.
+
+    The commit comes first, so a message never names a job the store does not have, and a failed
+    publish loses nothing: the job waits, visibly unpublished, until a worker's reconciler sends it.
+    """
+    ensure_schema(url)
+    sweep = create_sweep(url, spec, idempotency_key)
+    if not sweep.created:
+        return Submission(sweep, unpublished=0)
+    try:
+        published = publish(app, sweep.jobs)
+    except Unreachable:
+        published = []
+    mark_published(url, published)
+    return Submission(sweep, unpublished=len(sweep.jobs) - len(published))
