@@ -1,0 +1,67 @@
+"""The FastAPI app: ``create_app(settings)`` for tests, ``app`` for uvicorn (``api.main:app``)."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+import xorjobs
+from api.deps import require_token
+from api.limits import BodySizeLimit
+from api.responses import SafeJSONResponse
+from api.routes import health, jobs, sweeps
+from xorjobs.errors import Unauthorized, XorjobsError
+from xorjobs.service import Service
+from xorjobs.settings import Settings, get_settings
+
+_AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"description": "Missing or wrong bearer token (when XORJOBS_API_TOKEN is set)"},
+    422: {"description": "Invalid input; the body names the field"},
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="xorjobs",
+        version=xorjobs.__version__,
+        summary="Queued training jobs for the XOR multi-layer-perceptron experiments",
+    )
+    app.state.service = Service(settings).ready()
+    app.include_router(health.router)
+    protected = [Depends(require_token)]
+    app.include_router(sweeps.router, dependencies=protected, responses=_AUTH_RESPONSES)
+    app.include_router(jobs.router, dependencies=protected, responses=_AUTH_RESPONSES)
+    app.add_exception_handler(XorjobsError, _xorjobs_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(BodySizeLimit)
+    return app
+
+
+async def _xorjobs_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, XorjobsError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    return SafeJSONResponse({"detail": str(error)}, status_code=error.http_status, headers=headers)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    """422 whose detail names each bad field (``body.lrs.0``), with inputs made JSON-safe (NaN, bytes)."""
+    assert isinstance(error, RequestValidationError)
+    details = [
+        {
+            "field": ".".join(str(part) for part in item["loc"]),
+            "message": item["msg"].removeprefix("Value error, "),
+            "type": item["type"],
+        }
+        for item in error.errors()
+    ]
+    summary = "; ".join(f"{item['field']}: {item['message']}" for item in details)
+    return SafeJSONResponse({"detail": summary, "errors": details}, status_code=422)
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `api.main:app` for uvicorn, built on first access so importing this module has no side effects.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,83 @@
+"""The embedded mode: a Celery worker inside the ``xorjobs run`` process, on the same task code.
+
+The embedded queue (kombu's filesystem transport) deletes a message as soon as it is received, so a
+process that dies mid-job loses the message: recovery comes from the store. On start, ``resync``
+re-publishes every queued job (duplicates are harmless: the claim is atomic), and the recovery loop
+re-queues jobs whose lease expired.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from celery import Celery
+from celery.worker import state as worker_state
+from sqlalchemy import update
+
+from worker.recovery import RecoveryLoop, recover_once
+from xorjobs.settings import Settings
+from xorjobs.store.engine import write_session
+from xorjobs.store.recovery import mark_queued_unpublished
+from xorjobs.store.tables import Job, JobState
+
+log = logging.getLogger(__name__)
+
+
+def embedded_hostname() -> str:
+    return f"embedded-{os.getpid()}@{socket.gethostname()}"
+
+
+def resync_embedded_queue(settings: Settings, app: Celery) -> None:
+    """Make the embedded queue hold exactly one message per queued job of the store."""
+    folder = Path(settings.queue_folder)
+    for message in folder.glob("*.msg"):
+        message.unlink(missing_ok=True)
+    mark_queued_unpublished(settings.resolved_database_url)
+    recover_once(settings, app, publish_grace_seconds=0, last_run_id=None)
+
+
+def release_claims(settings: Settings, hostname: str) -> int:
+    """Give this process's running jobs back to the queue at once (a clean Ctrl-C)."""
+    with write_session(settings.resolved_database_url) as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.worker == hostname, Job.state == JobState.RUNNING)
+            .values(state=JobState.QUEUED, lease_expires_at=None, published_at=None, attempt=Job.attempt + 1)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def in_process_worker(app: Celery, settings: Settings, queues: list[str], hostname: str) -> Iterator[None]:
+    """Run a solo-pool Celery worker in a thread while the block runs."""
+    from worker.celery_app import limit_torch_threads
+
+    limit_torch_threads()
+    controller = app.WorkController(
+        app=app,
+        concurrency=1,
+        pool="solo",
+        queues=queues,
+        hostname=hostname,
+        loglevel="WARNING",
+        ready_callback=None,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    thread = threading.Thread(target=controller.start, name="xorjobs-embedded-worker", daemon=True)
+    recovery = RecoveryLoop(settings, app)
+    thread.start()
+    recovery.start()
+    try:
+        yield
+    finally:
+        recovery.stop()
+        worker_state.should_terminate = 0
+        thread.join(timeout=5)

@@ -1,0 +1,108 @@
+"""Where the CLI's commands go: in-process against the store and broker, or over HTTP to the API.
+
+Both return the same JSON-ready dicts (the HTTP one gets them from the API, which calls the same
+``Service``), so every command renders one shape whichever way it ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import httpx2
+
+from xorjobs.errors import InvalidSpec, NotFound, Unauthorized, Unreachable, XorjobsError
+from xorjobs.service import Service
+from xorjobs.settings import Settings
+from xorjobs.spec import SweepSpec
+
+Json = dict[str, Any]
+
+
+class Backend(Protocol):
+    def submit(self, spec: SweepSpec, idempotency_key: str | None) -> Json: ...
+    def sweeps(self, limit: int) -> Json: ...
+    def status(self, sweep_id: str | None) -> Json: ...
+    def results(self, sweep_id: str | None) -> Json: ...
+    def job(self, job_id: str) -> Json: ...
+    def costs(self, job_id: str) -> Json: ...
+    def cancel(self, sweep_or_job_id: str) -> Json: ...
+    def retry(self, sweep_id: str, failed_only: bool) -> Json: ...
+
+
+class HttpBackend:
+    """Talks to ``XORJOBS_API_URL`` with the bearer token, translating statuses into xorjobs errors."""
+
+    def __init__(self, base_url: str, token: str | None, client: httpx2.Client | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._base_url = base_url.rstrip("/")
+        self._client = client or httpx2.Client(base_url=self._base_url, headers=headers, timeout=30)
+        if client is not None:
+            self._client.headers.update(headers)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Json:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx2.TransportError as error:
+            raise Unreachable(f"cannot reach the API at {self._base_url}: {error}") from None
+        if response.status_code < 400:
+            body: Json = response.json()
+            return body
+        detail = _detail(response)
+        if response.status_code == 401:
+            raise Unauthorized(f"the API at {self._base_url} refused the token: {detail}")
+        if response.status_code == 404:
+            raise NotFound(detail)
+        if response.status_code in (413, 422):
+            field, _, message = detail.partition(": ")
+            raise InvalidSpec(field.removeprefix("body."), message or detail)
+        if response.status_code == 503:
+            raise Unreachable(detail)
+        raise XorjobsError(f"the API answered {response.status_code}: {detail}")
+
+    def submit(self, spec: SweepSpec, idempotency_key: str | None) -> Json:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", "/sweeps", json=spec.model_dump(exclude_none=True), headers=headers)
+
+    def sweeps(self, limit: int) -> Json:
+        return self._call("GET", "/sweeps", params={"limit": limit})
+
+    def status(self, sweep_id: str | None) -> Json:
+        return self._call("GET", f"/sweeps/{sweep_id or self._latest()}")
+
+    def results(self, sweep_id: str | None) -> Json:
+        return self._call("GET", f"/sweeps/{sweep_id or self._latest()}/results")
+
+    def job(self, job_id: str) -> Json:
+        return self._call("GET", f"/jobs/{job_id}")
+
+    def costs(self, job_id: str) -> Json:
+        return self._call("GET", f"/jobs/{job_id}/costs")
+
+    def cancel(self, sweep_or_job_id: str) -> Json:
+        kind = "sweeps" if sweep_or_job_id.startswith("sw-") else "jobs"
+        return self._call("POST", f"/{kind}/{sweep_or_job_id}/cancel")
+
+    def retry(self, sweep_id: str, failed_only: bool) -> Json:
+        return self._call("POST", f"/sweeps/{sweep_id}/retry", params={"failed_only": failed_only})
+
+    def _latest(self) -> str:
+        sweeps = self.sweeps(1)["sweeps"]
+        if not sweeps:
+            raise NotFound("there are no sweeps yet; submit one with `xorjobs submit`")
+        sweep_id: str = sweeps[0]["sweep_id"]
+        return sweep_id
+
+
+def _detail(response: httpx2.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return response.text[:200]
+    return detail if isinstance(detail, str) else str(detail)
+
+
+def backend_for(settings: Settings) -> Backend:
+    """HTTP when ``XORJOBS_API_URL`` is set; otherwise in-process, through the same service code."""
+    if settings.api_url:
+        return HttpBackend(settings.api_url, settings.api_token)
+    return Service(settings).ready()

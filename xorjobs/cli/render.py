@@ -1,0 +1,76 @@
+"""How the CLI prints: rich tables for people; JSON and CSV (no colour) for scripts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from xorjobs.store.floats import json_safe
+
+# Wide when piped (rich would assume 80 columns and truncate ids); the terminal's width otherwise.
+stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+stderr = Console(stderr=True, highlight=False)
+
+STATE_STYLES = {
+    "queued": "yellow",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
+
+
+def number(value: Any, digits: int = 6) -> str:
+    """A float for a table cell (also reading the API's "nan"/"inf" strings)."""
+    if value is None:
+        return "-"
+    number_value = float(value)
+    if not math.isfinite(number_value):
+        return str(number_value)
+    return f"{number_value:.{digits}g}"
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    parts = [f"[{STATE_STYLES.get(state, '')}]{state} {count}[/]" for state, count in counts.items() if count]
+    return ", ".join(parts) or "no jobs"
+
+
+JOB_COLUMNS = ("id", "variant", "seed", "lr", "device", "state")
+RESULT_COLUMNS = (*JOB_COLUMNS, "final_cost", "accuracy")
+
+
+def jobs_table(jobs: Sequence[dict[str, Any]], title: str, with_results: bool) -> Table:
+    table = Table(title=title, title_justify="left")
+    columns = RESULT_COLUMNS if with_results else (*JOB_COLUMNS, "attempt")
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("seed", "lr", "final_cost", "accuracy", "attempt") else "left")
+    for job in jobs:
+        cells = []
+        for column in columns:
+            value = job.get(column)
+            if column == "state":
+                cells.append(f"[{STATE_STYLES.get(str(value), '')}]{value}[/]")
+            elif column in ("final_cost", "accuracy", "lr"):
+                cells.append(number(value))
+            else:
+                cells.append("-" if value is None else str(value))
+        table.add_row(*cells)
+    return table
+
+
+def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: json_safe(value) for key, value in row.items()})

@@ -1,0 +1,52 @@
+"""``xorjobs run``: submit and train a sweep in this process (embedded), or submit to the API and wait."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xorjobs.cli import render
+from xorjobs.cli.backends import HttpBackend
+from xorjobs.cli.waiting import wait_for_sweep
+from xorjobs.errors import NoCuda
+from xorjobs.service import Service
+from xorjobs.settings import Settings
+from xorjobs.spec import SweepSpec
+
+
+def run_sweep(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
+    """Run the sweep to the end and return its results (same shape as ``results --json``)."""
+    if settings.api_url:
+        backend = HttpBackend(settings.api_url, settings.api_token)
+        submitted = backend.submit(spec, None)
+        for warning in submitted.get("warnings", []):
+            render.stderr.print(f"warning: {warning}")
+        wait_for_sweep(lambda: backend.status(submitted["sweep_id"]))
+        return backend.results(submitted["sweep_id"])
+    return _run_in_process(spec, settings)
+
+
+def _run_in_process(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
+    import torch
+
+    from worker.celery_app import app as celery_app
+    from worker.embedded import embedded_hostname, in_process_worker, release_claims, resync_embedded_queue
+
+    if spec.device == "cuda" and not torch.cuda.is_available():
+        raise NoCuda("--device: cuda was asked for, and this machine has no usable CUDA device")
+    service = Service(settings).ready()
+    service.celery = celery_app  # the worker's app: the task is registered on it
+    if settings.embedded_queue:
+        resync_embedded_queue(settings, celery_app)
+    submitted = service.submit_without_worker_check(spec)
+    hostname = embedded_hostname()
+    try:
+        with in_process_worker(celery_app, settings, [spec.queue], hostname):
+            wait_for_sweep(lambda: service.status(submitted["sweep_id"]), interval=0.25)
+    except KeyboardInterrupt:
+        released = release_claims(settings, hostname)
+        render.stderr.print(
+            f"interrupted: unfinished jobs stay queued ({released} were running); "
+            "`xorjobs run` or `xorjobs worker` on this store picks them up"
+        )
+        raise
+    return service.results(submitted["sweep_id"])

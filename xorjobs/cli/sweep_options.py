@@ -1,0 +1,96 @@
+"""The sweep flags shared by ``submit`` and ``run``, and turning them into a validated SweepSpec."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from xorjobs.errors import InvalidSpec
+from xorjobs.spec import (
+    DEFAULT_LOG_EVERY,
+    DEFAULT_STEPS,
+    SweepSpec,
+    parse_lrs,
+    parse_seeds,
+    split_tokens,
+    validate_spec,
+)
+
+_SPEC_FIELD_TO_FLAG = {
+    "variants": "--variant",
+    "seeds": "--seed",
+    "lrs": "--lr",
+    "steps": "--steps",
+    "log_every": "--log-every",
+    "device": "--device",
+    "name": "--name",
+}
+
+Variants = Annotated[
+    list[str] | None,
+    typer.Option("--variant", "-v", help="nn, wide_deep or backprop; comma list, may repeat [default: all three]"),
+]
+Seeds = Annotated[
+    list[str] | None,
+    typer.Option("--seed", "-s", help="Seeds: 777, a comma list, or an inclusive range 1-10; may repeat [default: 777]"),
+]
+Lrs = Annotated[
+    list[str] | None, typer.Option("--lr", help="Learning rates, 0 < lr <= 1000; comma list, may repeat [default: 1.0]")
+]
+Steps = Annotated[str, typer.Option("--steps", help="Training steps per job (1 to 1,000,000)")]
+LogEvery = Annotated[str, typer.Option("--log-every", help="Store the cost every K steps")]
+Device = Annotated[str, typer.Option("--device", "-d", help="cpu or cuda (cuda jobs go to the gpu queue)")]
+Name = Annotated[str | None, typer.Option("--name", help="A name for the sweep")]
+
+
+def _integer(flag: str, text: str) -> int:
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        raise InvalidSpec(flag, f"{text!r} is not an integer") from None
+
+
+def build_spec(
+    variants: list[str] | None,
+    seeds: list[str] | None,
+    lrs: list[str] | None,
+    steps: str = str(DEFAULT_STEPS),
+    log_every: str = str(DEFAULT_LOG_EVERY),
+    device: str = "cpu",
+    name: str | None = None,
+) -> SweepSpec:
+    """Parse the flags into the one job contract; errors name the flag, e.g. ``--lr: ...``."""
+    fields: dict[str, Any] = {"device": device, "steps": _integer("--steps", steps)}
+    fields["log_every"] = _integer("--log-every", log_every)
+    if variants:
+        fields["variants"] = split_tokens(variants)
+    if seeds:
+        fields["seeds"] = _flag_errors(parse_seeds, seeds)
+    if lrs:
+        fields["lrs"] = _flag_errors(parse_lrs, lrs)
+    if name is not None:
+        fields["name"] = name
+    try:
+        return validate_spec(fields)
+    except InvalidSpec as error:
+        field = error.field.split(".")[0]
+        raise InvalidSpec(_SPEC_FIELD_TO_FLAG.get(field, field), _with_value(error, fields)) from None
+
+
+def _flag_errors(parse: Any, values: list[str]) -> Any:
+    try:
+        return parse(values)
+    except InvalidSpec as error:
+        raise InvalidSpec(f"--{error.field}", error.message) from None
+
+
+def _with_value(error: InvalidSpec, fields: dict[str, Any]) -> str:
+    """Add the offending value to pydantic's message ("Input should be ..." alone does not say which)."""
+    field, _, index = error.field.partition(".")
+    value = fields.get(field)
+    if index.isdigit() and isinstance(value, list) and int(index) < len(value):
+        return f"{error.message} (got {value[int(index)]!r})"
+    if field in fields and not isinstance(value, list) and error.message.startswith("Input"):
+        return f"{error.message} (got {value!r})"
+    return error.message

@@ -1,0 +1,87 @@
+"""What every front end does, as JSON-ready dicts: the API routes and the CLI's in-process mode both call
+these, so the two cannot drift apart (one path per action)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from celery import Celery
+
+from xorjobs.queue import make_celery, publish
+from xorjobs.settings import Settings
+from xorjobs.spec import SweepSpec
+from xorjobs.store import control, queries
+from xorjobs.store.schema import ensure_schema
+from xorjobs.store.sweeps import mark_published
+from xorjobs.submit import submit_sweep
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = settings.resolved_database_url
+
+    @cached_property
+    def celery(self) -> Celery:
+        return make_celery(self.settings)
+
+    def ready(self) -> Service:
+        ensure_schema(self.url)
+        return self
+
+    def submit(self, spec: SweepSpec, idempotency_key: str | None = None) -> dict[str, Any]:
+        submission = submit_sweep(self.url, self.celery, spec, idempotency_key)
+        status = queries.sweep_status(self.url, submission.sweep.sweep_id)
+        warnings = []
+        if submission.unpublished:
+            warnings.append(
+                f"the broker did not take {submission.unpublished} job(s) now; they stay queued and a "
+                "worker publishes them once the broker is back"
+            )
+        queue = spec.queue
+        if submission.sweep.created and not self.queue_has_worker(queue):
+            warnings.append(f"no live worker serves queue {queue!r}; the jobs wait until one does")
+        return {
+            "sweep_id": status["sweep_id"],
+            "created": submission.sweep.created,
+            "jobs": status["jobs"],
+            "warnings": warnings,
+        }
+
+    def submit_without_worker_check(self, spec: SweepSpec) -> dict[str, Any]:
+        """Submit for a caller that consumes the queue itself (``xorjobs run``)."""
+        submission = submit_sweep(self.url, self.celery, spec)
+        return {"sweep_id": submission.sweep.sweep_id, "jobs": [job.job_id for job in submission.sweep.jobs]}
+
+    def queue_has_worker(self, queue: str, timeout: float = 1.0) -> bool:
+        """Ask the workers (a broadcast) whether any consumes ``queue``."""
+        try:
+            replies = self.celery.control.inspect(timeout=timeout).active_queues() or {}
+        except Exception:
+            return False
+        return any(entry.get("name") == queue for queues in replies.values() for entry in queues)
+
+    def sweeps(self, limit: int = 100) -> dict[str, Any]:
+        return {"sweeps": queries.list_sweeps(self.url, limit)}
+
+    def status(self, sweep_id: str | None) -> dict[str, Any]:
+        return queries.sweep_status(self.url, sweep_id or queries.latest_sweep_id(self.url))
+
+    def results(self, sweep_id: str | None) -> dict[str, Any]:
+        return queries.sweep_results(self.url, sweep_id or queries.latest_sweep_id(self.url))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return queries.job_detail(self.url, job_id)
+
+    def costs(self, job_id: str) -> dict[str, Any]:
+        return {"job_id": job_id, "costs": queries.job_costs(self.url, job_id)}
+
+    def cancel(self, sweep_or_job_id: str) -> dict[str, Any]:
+        return {"cancelled": control.cancel(self.url, sweep_or_job_id)}
+
+    def retry(self, sweep_id: str, failed_only: bool) -> dict[str, Any]:
+        jobs = control.retry(self.url, sweep_id, failed_only)
+        published = publish(self.celery, jobs) if jobs else []
+        mark_published(self.url, published)
+        return {"retried": [job.job_id for job in jobs]}

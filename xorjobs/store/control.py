@@ -1,0 +1,74 @@
+"""User lifecycle commands on the store: cancel and retry."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select, update
+
+from xorjobs.errors import NotFound
+from xorjobs.store.engine import write_session
+from xorjobs.store.ids import is_sweep_id
+from xorjobs.store.lifecycle import utcnow
+from xorjobs.store.sweeps import QueuedJob
+from xorjobs.store.tables import Cost, Job, JobState, Sweep
+
+
+def cancel(url: str, sweep_or_job_id: str) -> list[str]:
+    """Cancel the queued and running jobs of a sweep (or one job); returns the ids cancelled.
+
+    A queued job never starts (its claim finds it cancelled); a running one stops at its next heartbeat
+    or progress write, whose fence now fails, and keeps the state ``cancelled``.
+    """
+    column = Job.sweep_id if is_sweep_id(sweep_or_job_id) else Job.id
+    with write_session(url) as session:
+        _require(session, sweep_or_job_id)
+        return list(
+            session.scalars(
+                update(Job)
+                .where(column == sweep_or_job_id, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+                .values(state=JobState.CANCELLED, finished_at=utcnow(), lease_expires_at=None)
+                .returning(Job.id)
+            ).all()
+        )
+
+
+def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]:
+    """Re-queue what did not succeed (failed and cancelled jobs, or only failed ones).
+
+    The attempts used so far are forgiven (max_attempts counts afresh), but the attempt counter keeps
+    growing so an old attempt's fencing token can never match again. Old costs are removed.
+    """
+    states = [JobState.FAILED] if failed_only else [JobState.FAILED, JobState.CANCELLED]
+    with write_session(url) as session:
+        _require(session, sweep_id)
+        ids = session.scalars(
+            update(Job)
+            .where(Job.sweep_id == sweep_id, Job.state.in_(states))
+            .values(
+                state=JobState.QUEUED,
+                attempts_forgiven=Job.attempt,
+                published_at=None,
+                error=None,
+                started_at=None,
+                finished_at=None,
+                final_cost=None,
+                final_cost_kind=None,
+                hypothesis_json=None,
+                predicted_json=None,
+                accuracy=None,
+            )
+            .returning(Job.id, Job.queue)
+        ).all()
+        job_ids = [job_id for job_id, _ in ids]
+        for start in range(0, len(job_ids), 500):
+            session.execute(delete(Cost).where(Cost.job_id.in_(job_ids[start : start + 500])))
+    return [QueuedJob(job_id, queue) for job_id, queue in ids]
+
+
+def _require(session: object, sweep_or_job_id: str) -> None:
+    from sqlalchemy.orm import Session
+
+    assert isinstance(session, Session)
+    table = Sweep if is_sweep_id(sweep_or_job_id) else Job
+    if session.scalar(select(table.id).where(table.id == sweep_or_job_id)) is None:
+        kind = "sweep" if is_sweep_id(sweep_or_job_id) else "job"
+        raise NotFound(f"no {kind} {sweep_or_job_id}")

@@ -1,0 +1,158 @@
+"""Read queries. ORM rows become plain dicts before the session closes (nothing lazy leaks out)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, select
+
+from xorjobs.errors import NotFound
+from xorjobs.store.engine import read_session
+from xorjobs.store.floats import decode_float
+from xorjobs.store.tables import Cost, Job, JobState, Sweep
+
+JobRecord = dict[str, Any]
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _seconds(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
+    return (end - start).total_seconds() if start is not None and end is not None else None
+
+
+def job_record(job: Job) -> JobRecord:
+    """A job as the CLI and API show it (issue 2's JSON contract: these keys are stable)."""
+    finished = job.state == JobState.SUCCEEDED
+    return {
+        "id": job.id,
+        "sweep_id": job.sweep_id,
+        "variant": job.variant,
+        "seed": job.seed,
+        "lr": job.lr,
+        "steps": job.steps,
+        "log_every": job.log_every,
+        "device": job.device,
+        "queue": job.queue,
+        "state": job.state,
+        "attempt": job.attempt,
+        "error": job.error,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "duration_seconds": _seconds(job.started_at, job.finished_at) if finished else None,
+        "worker": job.worker,
+        "device_name": job.device_name,
+        "torch_version": job.torch_version,
+        "cpu_capability": job.cpu_capability,
+        "final_cost": decode_float(job.final_cost, job.final_cost_kind)
+        if finished and job.final_cost_kind is not None
+        else None,
+        "accuracy": job.accuracy if finished else None,
+        "hypothesis": _floats(job.hypothesis_json) if finished else None,
+        "predicted": _floats(job.predicted_json) if finished else None,
+    }
+
+
+def _floats(text: str | None) -> list[float] | None:
+    return None if text is None else [float(value) for value in json.loads(text)]
+
+
+def empty_counts() -> dict[str, int]:
+    return {state.value: 0 for state in JobState}
+
+
+def _counts_by_sweep(session: Any, sweep_ids: list[str]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = defaultdict(empty_counts)
+    rows = session.execute(
+        select(Job.sweep_id, Job.state, func.count())
+        .where(Job.sweep_id.in_(sweep_ids))
+        .group_by(Job.sweep_id, Job.state)
+    ).all()
+    for sweep_id, state, count in rows:
+        counts[sweep_id][state] = count
+    return counts
+
+
+def _sweep_record(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "sweep_id": sweep.id,
+        "name": sweep.name,
+        "created_at": _iso(sweep.created_at),
+        "size": sweep.job_count,
+        "spec": json.loads(sweep.spec_json),
+        "counts": counts,
+    }
+
+
+def list_sweeps(url: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Newest first, each with its state counts."""
+    with read_session(url) as session:
+        sweeps = session.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)).all()
+        counts = _counts_by_sweep(session, [sweep.id for sweep in sweeps])
+        return [_sweep_record(sweep, counts[sweep.id]) for sweep in sweeps]
+
+
+def latest_sweep_id(url: str) -> str:
+    with read_session(url) as session:
+        sweep_id = session.scalar(select(Sweep.id).order_by(Sweep.created_at.desc()).limit(1))
+    if sweep_id is None:
+        raise NotFound("there are no sweeps yet; submit one with `xorjobs submit` or `xorjobs run`")
+    return sweep_id
+
+
+def sweep_status(url: str, sweep_id: str) -> dict[str, Any]:
+    """The sweep, its state counts (every state, zeros included) and its jobs in expansion order."""
+    with read_session(url) as session:
+        sweep = session.get(Sweep, sweep_id)
+        if sweep is None:
+            raise NotFound(f"no sweep {sweep_id}")
+        jobs = session.scalars(select(Job).where(Job.sweep_id == sweep_id).order_by(Job.position)).all()
+        record = _sweep_record(sweep, _counts_by_sweep(session, [sweep_id])[sweep_id])
+        record["jobs"] = [job_record(job) for job in jobs]
+        return record
+
+
+def sweep_results(url: str, sweep_id: str) -> dict[str, Any]:
+    """Every job's record with its costs; all costs come from one query, not one per job."""
+    status = sweep_status(url, sweep_id)
+    costs = costs_by_job(url, sweep_id)
+    for job in status["jobs"]:
+        job["costs"] = costs.get(job["id"], [])
+    return {"sweep_id": sweep_id, "name": status["name"], "counts": status["counts"], "jobs": status["jobs"]}
+
+
+def costs_by_job(url: str, sweep_id: str) -> dict[str, list[list[Any]]]:
+    with read_session(url) as session:
+        rows = session.execute(
+            select(Cost.job_id, Cost.step, Cost.value, Cost.kind)
+            .join(Job, Job.id == Cost.job_id)
+            .where(Job.sweep_id == sweep_id)
+            .order_by(Cost.job_id, Cost.step)
+        ).all()
+    result: dict[str, list[list[Any]]] = defaultdict(list)
+    for job_id, step, value, kind in rows:
+        result[job_id].append([step, decode_float(value, kind)])
+    return result
+
+
+def job_detail(url: str, job_id: str) -> JobRecord:
+    with read_session(url) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        return job_record(job)
+
+
+def job_costs(url: str, job_id: str) -> list[list[Any]]:
+    with read_session(url) as session:
+        if session.get(Job, job_id) is None:
+            raise NotFound(f"no job {job_id}")
+        rows = session.execute(
+            select(Cost.step, Cost.value, Cost.kind).where(Cost.job_id == job_id).order_by(Cost.step)
+        ).all()
+    return [[step, decode_float(value, kind)] for step, value, kind in rows]
