@@ -48,9 +48,21 @@ class SweepSpec(BaseModel):
     seeds: list[Seed] = Field(default=[DEFAULT_SEED], min_length=1, max_length=MAX_JOBS_PER_SWEEP)
     lrs: list[LearningRate] = Field(default=[DEFAULT_LR], min_length=1, max_length=MAX_JOBS_PER_SWEEP)
     steps: int = Field(default=DEFAULT_STEPS, strict=True, ge=1, le=MAX_STEPS)
-    log_every: int = Field(default=DEFAULT_LOG_EVERY, strict=True, ge=1, le=MAX_STEPS)
+    log_every: int = Field(
+        default=DEFAULT_LOG_EVERY, strict=True, ge=1, le=MAX_STEPS, description="default: min(100, steps)"
+    )
     device: Device = "cpu"
     name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_log_every(cls, data: object) -> object:
+        """Unless given, log every 100 steps, or at least at step 0 of a shorter run."""
+        if isinstance(data, dict) and "log_every" not in data:
+            steps = data.get("steps", DEFAULT_STEPS)
+            if type(steps) is int and steps >= 1:
+                return {**data, "log_every": min(DEFAULT_LOG_EVERY, steps)}
+        return data
 
     @model_validator(mode="after")
     def _check_combinations(self) -> SweepSpec:

@@ -69,7 +69,7 @@ def submit(
     lr: Lrs = None,
     device: Device = "cpu",
     steps: Steps = "10001",
-    log_every: LogEvery = "100",
+    log_every: LogEvery = None,
     name: Name = None,
     key: Annotated[
         str | None, typer.Option("--key", help="Idempotency key: submitting again with it returns the same sweep")
@@ -103,7 +103,7 @@ def run(
     lr: Lrs = None,
     device: Device = "cpu",
     steps: Steps = "10001",
-    log_every: LogEvery = "100",
+    log_every: LogEvery = None,
     name: Name = None,
     as_json: Json = False,
 ) -> None:

@@ -8,7 +8,6 @@ import typer
 
 from xorjobs.errors import InvalidSpec
 from xorjobs.spec import (
-    DEFAULT_LOG_EVERY,
     DEFAULT_STEPS,
     SweepSpec,
     parse_lrs,
@@ -39,7 +38,9 @@ Lrs = Annotated[
     list[str] | None, typer.Option("--lr", help="Learning rates, 0 < lr <= 1000; comma list, may repeat [default: 1.0]")
 ]
 Steps = Annotated[str, typer.Option("--steps", help="Training steps per job (1 to 1,000,000)")]
-LogEvery = Annotated[str, typer.Option("--log-every", help="Store the cost every K steps")]
+LogEvery = Annotated[
+    str | None, typer.Option("--log-every", help="Store the cost every K steps [default: min(100, steps)]")
+]
 Device = Annotated[str, typer.Option("--device", "-d", help="cpu or cuda (cuda jobs go to the gpu queue)")]
 Name = Annotated[str | None, typer.Option("--name", help="A name for the sweep")]
 
@@ -56,13 +57,14 @@ def build_spec(
     seeds: list[str] | None,
     lrs: list[str] | None,
     steps: str = str(DEFAULT_STEPS),
-    log_every: str = str(DEFAULT_LOG_EVERY),
+    log_every: str | None = None,
     device: str = "cpu",
     name: str | None = None,
 ) -> SweepSpec:
     """Parse the flags into the one job contract; errors name the flag, e.g. ``--lr: ...``."""
     fields: dict[str, Any] = {"device": device, "steps": _integer("--steps", steps)}
-    fields["log_every"] = _integer("--log-every", log_every)
+    if log_every is not None:
+        fields["log_every"] = _integer("--log-every", log_every)
     if variants:
         fields["variants"] = split_tokens(variants)
     if seeds:

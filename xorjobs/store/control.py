@@ -40,7 +40,7 @@ def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]
     states = [JobState.FAILED] if failed_only else [JobState.FAILED, JobState.CANCELLED]
     with write_session(url) as session:
         _require(session, sweep_id)
-        ids = session.scalars(
+        ids = session.execute(
             update(Job)
             .where(Job.sweep_id == sweep_id, Job.state.in_(states))
             .values(
