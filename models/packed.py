@@ -51,9 +51,9 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from models.backprop import initial_params, sigmoid, sigmoid_prime
+from models.backprop import sigmoid
 from models.data import xor_data
-from models.networks import LAYER_WIDTHS, build_sequential
+from models.networks import LAYER_WIDTHS
 from models.result import TrainResult
 from models.train import VARIANTS, describe_device
 
@@ -127,56 +127,80 @@ def _scalar_sigmoid(t: Tensor) -> Tensor:
     return torch.sigmoid(spread[..., 0])
 
 
-def _sum4(t: Tensor) -> Tensor:
-    """Sum over the leading sample dimension of size 4 as ``((s0 + s1) + s2) + s3``.
+def _sum4(t: Tensor, out: Tensor) -> Tensor:
+    """Sum over the leading sample dimension of size 4 as ``((s0 + s1) + s2) + s3``, into ``out``.
 
     The order measured for every 4-term reduction the solo runs do: the ``mm`` giving weight gradients
     (sum over the batch), the bias gradient (``sum_to_size`` over the batch), ``BCELoss``'s and the
     backprop script's ``mean`` and ``mean(d_b, 0)``.
     """
-    return ((t[0] + t[1]) + t[2]) + t[3]
+    torch.add(t[0], t[1], out=out)
+    out.add_(t[2])
+    return out.add_(t[3])
+
+
+class _Scratch:
+    """Work buffers reused from step to step, one per (name, shape).
+
+    Fresh megabyte-sized tensors every step cost more in page faults (glibc hands large blocks back to
+    the OS and takes them again) than the arithmetic in them.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, tuple[int, ...]], Tensor] = {}
+
+    def __call__(self, name: str, *shape: int) -> Tensor:
+        key = (name, shape)
+        if key not in self._buffers:
+            self._buffers[key] = torch.empty(shape)
+        return self._buffers[key]
 
 
 # --- MKL sgemm summation trees ---------------------------------------------------------------------
 # Each function takes the rounded products stacked along dim 0 (``p[k]``: the k-th term of every
-# output element) and adds them in MKL's order. Products are never fused into the adds: MKL's small
-# kernels round each product (measured: a fused candidate matched 96% of elements, the unfused 100%).
+# output element) and adds them in MKL's order into ``out``. Products are never fused into the adds:
+# MKL's small kernels round each product (measured: a fused candidate matched 96% of elements, the
+# unfused one 100%). Addition being commutative, only the tree matters, not the operand order.
+
+_Tree = Callable[[Tensor, Tensor, _Scratch], None]
 
 
-def _sum2(p: Tensor) -> Tensor:
+def _sum2(p: Tensor, out: Tensor, scratch: _Scratch) -> None:
     """K = 2 (``nn``'s layers, ``wide_deep``'s first, the backprop script's): ``p0 + p1``."""
-    return p[0] + p[1]
+    torch.add(p[0], p[1], out=out)
 
 
-def _sum10_aligned(p: Tensor) -> Tensor:
+def _sum10_aligned(p: Tensor, out: Tensor, scratch: _Scratch) -> None:
     """K = 10 dot product read from a 16-byte aligned row (rows 0 and 2 of a fresh 4x10 input).
 
     MKL loads k0..k7 into one 8-lane register, folds it in halves ((k0+k4), (k1+k5), (k2+k6), (k3+k7),
     then (k0+k4)+(k2+k6) and (k1+k5)+(k3+k7), then their sum) and adds the tail k8, then k9.
     """
-    lanes = p[0:4] + p[4:8]
-    halves = lanes[0:2] + lanes[2:4]
-    s = halves[0] + halves[1]
-    s = p[8] + s
-    return p[9] + s
+    lanes = torch.add(p[0:4], p[4:8], out=scratch("lanes", 4, *p.shape[1:]))
+    halves = torch.add(lanes[0:2], lanes[2:4], out=scratch("halves", 2, *p.shape[1:]))
+    torch.add(halves[0], halves[1], out=out)
+    out.add_(p[8])
+    out.add_(p[9])
 
 
-def _sum10_peeled(p: Tensor) -> Tensor:
+def _sum10_peeled(p: Tensor, out: Tensor, scratch: _Scratch) -> None:
     """K = 10 dot product read from a row at 8 mod 16 bytes (rows 1 and 3), and every row when N = 1.
 
     MKL first adds k0 + k1 (peeling to alignment), adds that into lane 0 of the register holding
     k2..k9, then folds the register in halves as above: lanes (k2+(k0+k1))+k6, k3+k7, k4+k8, k5+k9.
     """
-    first = p[2:6].clone()
-    first[0] = p[2] + (p[0] + p[1])
-    lanes = first + p[6:10]
-    halves = lanes[0:2] + lanes[2:4]
-    return halves[1] + halves[0]
+    lanes = scratch("lanes", 4, *p.shape[1:])
+    torch.add(p[3:6], p[7:10], out=lanes[1:4])
+    torch.add(p[0], p[1], out=lanes[0])
+    lanes[0].add_(p[2])
+    lanes[0].add_(p[6])
+    halves = torch.add(lanes[0:2], lanes[2:4], out=scratch("halves", 2, *p.shape[1:]))
+    torch.add(halves[0], halves[1], out=out)
 
 
 # (K, N) -> (tree for input rows 0 and 2, tree for rows 1 and 3) of ``addmm(b, x, W.t())``; the bias is
 # added last (``C = acc + beta * C``), after the whole dot product.
-_FORWARD_TREES: dict[tuple[int, int], tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
+_FORWARD_TREES: dict[tuple[int, int], tuple[_Tree, _Tree]] = {
     (2, 2): (_sum2, _sum2),
     (2, 1): (_sum2, _sum2),
     (2, 10): (_sum2, _sum2),
@@ -185,201 +209,246 @@ _FORWARD_TREES: dict[tuple[int, int], tuple[Callable[[Tensor], Tensor], Callable
 }
 
 
-def _grad_input_10x10(r: Tensor) -> Tensor:
-    """``grad.mm(W)`` for a 4x10 grad and a 10x10 W: ``r[j] = g[:, j] * W[j, :]``, shape (10, 4, J, 10).
+def _grad_input_10x10(r: Tensor, out: Tensor, scratch: _Scratch) -> None:
+    """``grad.mm(W)`` for a 4x10 grad and a 10x10 W, from ``r[u, i, k] = g[i, u] * W[u, k]``.
 
-    MKL sums j sequentially, except for output columns 0 and 1 of rows 1 and 3 (the misaligned rows'
-    peeled columns), where it keeps two partial sums: ((r0+r1)+r2)+r3 and ((r4+r5)+r6)+r7, adds them,
+    MKL sums u sequentially, except for output columns 0 and 1 of rows 1 and 3 (the misaligned rows'
+    peeled columns), where it keeps two partial sums, ((r0+r1)+r2)+r3 and ((r4+r5)+r6)+r7, adds them,
     then r8, then r9.
     """
-    head = ((r[0] + r[1]) + r[2]) + r[3]
-    s = head
-    for j in range(4, 10):
-        s = s + r[j]
-    odd = r[4:8, 1::2, :, 0:2]
-    tail = ((odd[0] + odd[1]) + odd[2]) + odd[3]
-    peeled = ((head[1::2, :, 0:2] + tail) + r[8, 1::2, :, 0:2]) + r[9, 1::2, :, 0:2]
-    s[1::2, :, 0:2] = peeled
-    return s
+    torch.add(r[0], r[1], out=out)
+    out.add_(r[2])
+    out.add_(r[3])
+    peeled = scratch("peeled", 2, 2, r.shape[-1])
+    peeled.copy_(out[1::2, 0:2])
+    for u in range(4, 10):
+        out.add_(r[u])
+    odd = r[:, 1::2, 0:2]
+    tail = _sum4(odd[4:8], out=scratch("tail", 2, 2, r.shape[-1]))
+    peeled.add_(tail)
+    peeled.add_(odd[8])
+    peeled.add_(odd[9])
+    out[1::2, 0:2] = peeled
 
 
-def _grad_input_single(r: Tensor) -> Tensor:
+def _grad_input_single(r: Tensor, out: Tensor, scratch: _Scratch) -> None:
     """``grad.mm(W)`` with one output unit: each element is a single rounded product."""
-    return r[0]
+    out.copy_(r[0])
 
 
-_GRAD_INPUT_TREES: dict[tuple[int, int], Callable[[Tensor], Tensor]] = {
+_GRAD_INPUT_TREES: dict[tuple[int, int], _Tree] = {
     (10, 10): _grad_input_10x10,
     (10, 1): _grad_input_single,
     (2, 1): _grad_input_single,
 }
 
 
+def _sequential_init(shapes: Sequence[tuple[int, int]], seed: int) -> list[tuple[Tensor, Tensor]]:
+    """The weights ``build_sequential`` gives each layer right after ``torch.manual_seed(seed)``.
+
+    ``nn.Linear.reset_parameters`` draws ``kaiming_uniform_(weight, a=sqrt(5))`` then
+    ``uniform_(bias, -1/sqrt(fan_in), 1/sqrt(fan_in))``, layer after layer; the same calls on a fresh
+    generator seeded alike draw the same numbers (``torch.manual_seed`` seeds the CPU generator's
+    Mersenne Twister just as ``Generator.manual_seed`` does), without building modules or touching the
+    global generator.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    params = []
+    for fan_in, fan_out in shapes:
+        weight = torch.empty(fan_out, fan_in)
+        torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+        bias = torch.empty(fan_out)
+        bound = 1 / math.sqrt(fan_in)
+        torch.nn.init.uniform_(bias, -bound, bound, generator=generator)
+        params.append((weight, bias))
+    return params
+
+
+def _backprop_init(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``models.backprop.initial_params(seed)`` (``normal_`` fills of w1, b1, w2, b2 in that order after
+    ``torch.manual_seed``), drawn from a generator of its own."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes: tuple[tuple[int, ...], ...] = ((2, 2), (2,), (2, 1), (1,))
+    w1, b1, w2, b2 = (torch.nn.init.normal_(torch.empty(shape), generator=generator) for shape in shapes)
+    return w1, b1, w2, b2
+
+
 # --------------------------------------------------------------------------------------------------
-# The two engines
+# The two engines. Layout: the job dimension J is the last one everywhere (activations (4, units, J),
+# weights (in, out, J)), so every elementwise op runs over long contiguous rows of jobs, vectorised
+# across jobs. All parameters live in one (rows, J) buffer and all gradients in one of the same shape,
+# so the optimiser step is a single op.
 # --------------------------------------------------------------------------------------------------
 
 
 class _SequentialPack:
-    """``nn`` / ``wide_deep``: Linear + Sigmoid layers, BCELoss, SGD, for J jobs at once.
-
-    Layouts: activations are (4, J, width) (sample, job, unit); weights are kept transposed as
-    (in, J, out) so that ``wt[k]`` (the k-th input's column of every job) is one contiguous block;
-    biases are (J, out).
-    """
+    """``nn`` / ``wide_deep``: Linear + Sigmoid layers, BCELoss and SGD for J jobs at once."""
 
     def __init__(self, variant: str, seeds: Sequence[int], lrs: Sequence[float]) -> None:
         self.widths = LAYER_WIDTHS[variant]
-        self.jobs = len(seeds)
-        weights: list[list[Tensor]] = [[] for _ in self.widths[1:]]
-        biases: list[list[Tensor]] = [[] for _ in self.widths[1:]]
-        for seed in seeds:
-            # The solo init, literally: seed the global generator and build the same modules (layers are
-            # created in order, each drawing weight then bias), inside fork_rng so the caller's RNG
-            # state is left alone.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = build_sequential(variant)
-            linears = [m for m in model if isinstance(m, torch.nn.Linear)]
-            for layer, linear in enumerate(linears):
-                weights[layer].append(linear.weight.detach())
-                biases[layer].append(linear.bias.detach())
-        self.wt = [torch.stack(w).permute(2, 0, 1).contiguous() for w in weights]
-        self.b = [torch.stack(b).contiguous() for b in biases]
+        self.jobs = jobs = len(seeds)
+        self.shapes = shapes = list(zip(self.widths, self.widths[1:], strict=False))
+        for k, n in shapes:
+            if (k, n) not in _FORWARD_TREES:
+                raise NotImplementedError(f"no measured MKL summation order for a {k}->{n} layer")
+        rows = sum(k * n + n for k, n in shapes)
+        self.theta = torch.empty(rows, jobs)
+        self.grad = torch.empty(rows, jobs)
+        self.w: list[Tensor] = []  # (in, out, J) views of theta
+        self.b: list[Tensor] = []  # (out, J)
+        self.gw: list[Tensor] = []  # the same views of grad
+        self.gb: list[Tensor] = []
+        row = 0
+        for k, n in shapes:
+            self.w.append(self.theta[row : row + k * n].view(k, n, jobs))
+            self.gw.append(self.grad[row : row + k * n].view(k, n, jobs))
+            row += k * n
+            self.b.append(self.theta[row : row + n])
+            self.gb.append(self.grad[row : row + n])
+            row += n
+        for job, seed in enumerate(seeds):
+            for layer, (weight, bias) in enumerate(_sequential_init(shapes, seed)):
+                self.w[layer][:, :, job] = weight.t()
+                self.b[layer][:, job] = bias
         # SGD's alpha: the double -lr cast to float by the add kernel.
         self.alpha = torch.tensor([-float(lr) for lr in lrs], dtype=torch.float32)
         x, y = xor_data(torch.device("cpu"))
-        self.x = x[:, None, :].expand(4, self.jobs, 2)
-        self.y = y[:, None, :].expand(4, self.jobs, 1)
+        self.x = x[:, :, None].expand(4, 2, jobs)
+        self.y = y[:, :, None]  # (4, 1, 1)
         self.chunk = _vector_chunk()
-        for k, n in zip(self.widths, self.widths[1:]):
-            if (k, n) not in _FORWARD_TREES:
-                raise NotImplementedError(f"no measured MKL summation order for a {k}->{n} layer")
+        self.scratch = _Scratch()
+        self.h = [torch.empty(4, n, jobs) for _, n in shapes]  # activations, read by the backward pass
 
-    def _sigmoid(self, z: Tensor) -> Tensor:
-        """Sigmoid of a (4, J, n) pre-activation, each element on the path its solo 4xn tensor takes."""
-        n = z.shape[2]
-        vector_end = (4 * n) // self.chunk * self.chunk  # solo flat indices below this are vectorised
-        if vector_end == 0:
-            return _scalar_sigmoid(z)
-        flat = z.reshape(-1)
-        padded = torch.zeros(-(-flat.numel() // self.chunk) * self.chunk)
-        padded[: flat.numel()] = flat
-        h = torch.sigmoid(padded)[: flat.numel()].view(z.shape)
-        for row in range(4):
-            first_scalar = max(0, vector_end - row * n)
-            if first_scalar < n:
-                h[row, :, first_scalar:] = _scalar_sigmoid(z[row, :, first_scalar:])
+    def _sigmoid(self, z: Tensor, h: Tensor) -> Tensor:
+        """Sigmoid of a (4, n, J) pre-activation into ``h``, each element on its solo path.
+
+        Solo element (i, u) has flat index i*n + u; here its J copies sit at flat [(i*n + u)*J, +J), so
+        the solo tensor's vectorised prefix is a prefix here too, and its scalar tail a suffix.
+        """
+        n, jobs = z.shape[1], z.shape[2]
+        vector_end = (4 * n) // self.chunk * self.chunk * jobs  # a multiple of the chunk: no tail
+        flat, out = z.view(-1), h.view(-1)
+        if vector_end:
+            torch.sigmoid(flat[:vector_end], out=out[:vector_end])
+        if vector_end < flat.numel():
+            # A stride-2 copy: see _scalar_sigmoid.
+            spread = self.scratch("spread", flat.numel() - vector_end, 2)
+            spread[:, 0] = flat[vector_end:]
+            torch.sigmoid(spread[:, 0], out=out[vector_end:])
         return h
 
     def forward(self) -> list[Tensor]:
-        """Activations of every layer, input first: what ``model(x)`` computes for each job."""
+        """Activations (4, units, J) of every layer, input first: what ``model(x)`` gives each job."""
         acts = [self.x]
-        for wt, b in zip(self.wt, self.b, strict=True):
-            a = acts[-1]
-            k, _, n = wt.shape
-            # p[k, i, j, u] = x[i, j, k] * W_j[u, k]: MKL's rounded products.
-            p = a.permute(2, 0, 1).unsqueeze(-1) * wt.unsqueeze(1)
+        scratch, jobs = self.scratch, self.jobs
+        for (k, n), w, b, h in zip(self.shapes, self.w, self.b, self.h, strict=True):
+            # p[k, i, u, j] = x_j[i, k] * W_j[u, k]: MKL's rounded products.
+            p = torch.mul(acts[-1].permute(1, 0, 2).unsqueeze(2), w.unsqueeze(1), out=scratch("p", k, 4, n, jobs))
+            z = scratch("z", 4, n, jobs)
             even, odd = _FORWARD_TREES[(k, n)]
             if even is odd:
-                z = even(p) + b
+                even(p, z, scratch)
             else:
-                z = torch.empty(4, self.jobs, n)
-                z[0::2] = even(p[:, 0::2]) + b
-                z[1::2] = odd(p[:, 1::2]) + b
-            acts.append(self._sigmoid(z))
+                even(p[:, 0::2], z[0::2], scratch)
+                odd(p[:, 1::2], z[1::2], scratch)
+            z.add_(b)
+            acts.append(self._sigmoid(z, h))
         return acts
 
     def hypothesis(self, acts: list[Tensor]) -> Tensor:
-        return acts[-1][..., 0]
+        return acts[-1][:, 0, :]
 
     def costs(self, acts: list[Tensor], alive: Tensor) -> Tensor:
         """``BCELoss()(hypothesis, y)`` per job; members with a NaN (``alive`` False) get a dummy input,
         since their solo run raises here instead."""
-        h = torch.where(alive, acts[-1][..., 0], 0.5)
-        loss = F.binary_cross_entropy(h, self.y[..., 0], reduction="none")
-        return _sum4(loss) / 4
+        h = torch.where(alive, acts[-1][:, 0, :], 0.5)
+        loss = F.binary_cross_entropy(h, self.y[:, 0, :].expand_as(h), reduction="none")
+        return _sum4(loss, out=torch.empty(self.jobs)) / 4
 
     def step(self, acts: list[Tensor]) -> None:
         """``cost.backward(); optimizer.step()`` for every job."""
+        scratch, jobs = self.scratch, self.jobs
         h = acts[-1]
         # binary_cross_entropy_backward with grad_output 1 and reduction mean.
         grad = ((h - self.y) / torch.clamp_min((1 - h) * h, _BCE_EPSILON)) / 4
-        updates: list[tuple[Tensor, Tensor]] = []
-        for layer in reversed(range(len(self.wt))):
-            a, h = acts[layer], acts[layer + 1]
-            wt = self.wt[layer]
-            k, _, n = wt.shape
-            gz = (grad * (1 - h)) * h  # sigmoid_backward: a * (1 - b) * b
-            gb = _sum4(gz)
-            # W.grad = grad.t().mm(input): q[i, k, j, u] = x[i, j, k] * g[i, j, u], summed over i.
-            q = a.permute(0, 2, 1).unsqueeze(-1) * gz.unsqueeze(1)
-            updates.append((_sum4(q), gb))
+        for layer in reversed(range(len(self.w))):
+            (k, n), a, h, w = self.shapes[layer], acts[layer], acts[layer + 1], self.w[layer]
+            # sigmoid_backward: grad * (1 - h) * h. The negation and "+ 1" round once, like "1 - h".
+            gz = torch.neg(h, out=scratch("gz", 4, n, jobs)).add_(1).mul_(grad).mul_(h)
+            _sum4(gz, out=self.gb[layer])
+            # W.grad = grad.t().mm(input): q[i, k, u, j] = x_j[i, k] * g_j[i, u], summed over i.
+            q = torch.mul(a.unsqueeze(2), gz.unsqueeze(1), out=scratch("q", 4, k, n, jobs))
+            _sum4(q, out=self.gw[layer])
             if layer > 0:
-                # input.grad = grad.mm(W): r[u, i, j, k] = g[i, j, u] * W_j[u, k], summed over u.
-                r = gz.permute(2, 0, 1).unsqueeze(-1) * wt.permute(2, 1, 0).unsqueeze(1)
-                grad = _GRAD_INPUT_TREES[(k, n)](r)
-        alpha = self.alpha
-        for layer, (gw, gb) in zip(reversed(range(len(self.wt))), updates, strict=True):
-            self.wt[layer].addcmul_(gw, alpha.view(1, -1, 1))  # fma(grad, -lr, param), as add_ does
-            self.b[layer].addcmul_(gb, alpha.view(-1, 1))
+                # input.grad = grad.mm(W): r[u, i, k, j] = g_j[i, u] * W_j[u, k], summed over u.
+                r = torch.mul(
+                    gz.permute(1, 0, 2).unsqueeze(2), w.permute(1, 0, 2).unsqueeze(1), out=scratch("r", n, 4, k, jobs)
+                )
+                grad = scratch("grad_in", 4, k, jobs)
+                _GRAD_INPUT_TREES[(k, n)](r, grad, scratch)
+        self.theta.addcmul_(self.grad, self.alpha)  # fma(grad, -lr, param), as add_(grad, alpha=-lr) does
 
 
 class _BackpropPack:
-    """The backprop script for J jobs: its own elementwise expressions on (4, J, n) tensors, with the
-    ``matmul``s and ``mean``s written out in MKL's / ATen's order."""
+    """The backprop script for J jobs: its own elementwise expressions on (4, units, J) tensors, with
+    the ``matmul``s and ``mean``s written out in MKL's / ATen's order."""
 
     def __init__(self, seeds: Sequence[int], lrs: Sequence[float]) -> None:
-        params = []
-        for seed in seeds:
-            with torch.random.fork_rng(devices=[]):
-                params.append(initial_params(seed, torch.device("cpu")))
-        self.jobs = len(seeds)
-        self.w1 = torch.stack([p[0] for p in params])  # (J, in, out)
-        self.b1 = torch.stack([p[1] for p in params])  # (J, 2)
-        self.w2 = torch.stack([p[2][:, 0] for p in params])  # (J, 2)
-        self.b2 = torch.stack([p[3] for p in params])  # (J, 1)
+        self.jobs = jobs = len(seeds)
+        self.theta = torch.empty(9, jobs)
+        self.grad = torch.empty(9, jobs)
+        self.w1, self.b1 = self.theta[0:4].view(2, 2, jobs), self.theta[4:6]  # (in, out, J), (out, J)
+        self.w2, self.b2 = self.theta[6:8], self.theta[8:9]  # (in, J), (1, J)
+        self.gw1, self.gb1 = self.grad[0:4].view(2, 2, jobs), self.grad[4:6]
+        self.gw2, self.gb2 = self.grad[6:8], self.grad[8:9]
+        for job, seed in enumerate(seeds):
+            w1, b1, w2, b2 = _backprop_init(seed)
+            self.w1[:, :, job] = w1
+            self.b1[:, job] = b1
+            self.w2[:, job] = w2[:, 0]
+            self.b2[:, job] = b2
         # ``learning_rate * d`` multiplies by the Python float cast to the tensor's float type.
         self.lr = torch.tensor([float(lr) for lr in lrs], dtype=torch.float32)
         x, y = xor_data(torch.device("cpu"))
-        self.x = x[:, None, :].expand(4, self.jobs, 2)
-        self.y = y[:, None, :].expand(4, self.jobs, 1)
+        self.x = x[:, :, None]  # (4, 2, 1), broadcast over jobs
+        self.y = y[:, :, None]  # (4, 1, 1)
 
     def forward(self) -> list[Tensor]:
         """``(l1, a1, l2, y_pred)`` as ``models.backprop.forward`` computes them, per job."""
         x = self.x
         # torch.add(torch.matmul(x, w1), b1): MKL's x0*w0 + x1*w1 (unfused), then the bias.
-        l1 = (x[..., 0:1] * self.w1[:, 0, :] + x[..., 1:2] * self.w1[:, 1, :]) + self.b1
+        l1 = (x[:, 0:1] * self.w1[0] + x[:, 1:2] * self.w1[1]) + self.b1
         a1 = sigmoid(l1)  # 1 / (1 + torch.exp(-x)): VML exp, the same per element in any layout
-        l2 = (a1[..., 0:1] * self.w2[:, 0:1] + a1[..., 1:2] * self.w2[:, 1:2]) + self.b2
+        l2 = (a1[:, 0:1] * self.w2[0] + a1[:, 1:2] * self.w2[1]) + self.b2
         return [l1, a1, l2, sigmoid(l2)]
 
     def hypothesis(self, acts: list[Tensor]) -> Tensor:
-        return acts[3][..., 0]
+        return acts[3][:, 0, :]
 
     def costs(self, acts: list[Tensor], alive: Tensor) -> Tensor:
         """``bce_cost``: ``-mean(y * log(p) + (1 - y) * log(1 - p))``, the mean a sequential sum / 4."""
         y, y_pred = self.y, acts[3]
         terms = y * torch.log(y_pred) + (1 - y) * torch.log(1 - y_pred)
-        return -(_sum4(terms[..., 0]) / 4)
+        return -(_sum4(terms[:, 0, :], out=torch.empty(self.jobs)) / 4)
 
     def step(self, acts: list[Tensor]) -> None:
         """``gradients`` and the script's update, per job."""
-        l1, a1, l2, y_pred = acts
+        _, a1, _, y_pred = acts
         y, x = self.y, self.x
         d_y_pred = (y_pred - y) / (y_pred * (1.0 - y_pred) + 1e-7)
-        d_l2 = d_y_pred * sigmoid_prime(l2)  # (4, J, 1)
+        # sigmoid_prime(l) = sigmoid(l) * (1 - sigmoid(l)): sigmoid(l) is recomputed bit-identically, so
+        # the stored activations stand in for it.
+        d_l2 = d_y_pred * (y_pred * (1 - y_pred))  # (4, 1, J)
         # matmul(a1.T, d_b2): products summed over the 4 samples in order.
-        d_w2 = _sum4(a1 * d_l2)  # (J, 2)
+        _sum4(a1 * d_l2, out=self.gw2)
         # matmul(d_b2, w2.T): one product per element.
         d_a1 = d_l2 * self.w2
-        d_l1 = d_a1 * sigmoid_prime(l1)  # (4, J, 2)
-        d_w1 = _sum4(x.unsqueeze(-1) * d_l1.unsqueeze(2))  # (J, in, out)
-        lr = self.lr
-        self.w1 = self.w1 - lr.view(-1, 1, 1) * d_w1
-        self.b1 = self.b1 - lr.view(-1, 1) * (_sum4(d_l1) / 4)  # torch.mean(d_b1, 0)
-        self.w2 = self.w2 - lr.view(-1, 1) * d_w2
-        self.b2 = self.b2 - lr.view(-1, 1) * (_sum4(d_l2) / 4)
+        d_l1 = d_a1 * (a1 * (1 - a1))  # (4, 2, J)
+        _sum4(x.unsqueeze(2) * d_l1.unsqueeze(1), out=self.gw1)  # matmul(x.T, d_b1): (in, out, J)
+        _sum4(d_l1, out=self.gb1).div_(4)  # torch.mean(d_b1, 0)
+        _sum4(d_l2, out=self.gb2).div_(4)
+        # w = w - learning_rate * d_w (and b with the mean), all nine rows at once.
+        self.theta.sub_(self.lr * self.grad)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -461,7 +530,7 @@ def train_packed(
         final = pack.hypothesis(pack.forward())  # (4, J)
     y = xor_data(torch.device("cpu"))[1][:, 0:1]
     predicted = (final > 0.5).float()
-    accuracy = _sum4((predicted == y).float()) / 4  # a mean of four 0/1 values: exact in any order
+    accuracy = _sum4((predicted == y).float(), out=torch.empty(jobs)) / 4  # a mean of four 0/1 values: exact in any order
     log.flush()
     device_name, cpu_capability = describe_device(torch.device("cpu"))
     hypotheses, labels, accuracies = final.t().tolist(), predicted.t().tolist(), accuracy.tolist()

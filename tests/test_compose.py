@@ -54,6 +54,10 @@ LONG_RUNNING = ("api", "worker-cpu", "worker-gpu")
 PROFILES: list[tuple[str, ...]] = [(), ("gpu",), ("monitoring",)]
 SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "XORJOBS_API_TOKEN")
 SETTINGS_VARS = {f"XORJOBS_{name.upper()}" for name in Settings.model_fields}
+# Read at import: tests/conftest.py clears XORJOBS_* from the environment before each test.
+POSTGRES_SERVER_URL = (
+    os.environ.get("XORJOBS_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 # Settings the host CLI reads but no service needs (the services never call the API).
 HOST_ONLY_VARS = {"XORJOBS_API_URL"}
 
@@ -413,13 +417,23 @@ def test_api_migrate_and_flower(rendered: Json) -> None:
             assert Path(service["build"]["context"]).resolve() == REPO
 
 
-def test_the_flower_app_imports_without_torch(rendered: Json) -> None:
+def test_the_flower_app_imports_without_torch(rendered: Json, tmp_path: Path) -> None:
     """The flower image is the API image plus flower: the Celery app it loads must not need torch."""
-    command = rendered["services"]["flower"]["command"]
-    module = option(command, "-A", "--app")[0]
+    flower = rendered["services"]["flower"]
+    module = option(flower["command"], "-A", "--app")[0]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("XORJOBS_")}
+    env.update({key: str(value) for key, value in flower["environment"].items() if value is not None})
+    env["XORJOBS_HOME"] = str(tmp_path)  # importing connects to nothing; keep any files out of the repo
+    env["PYTHONPATH"] = str(REPO)
     probe = f"import sys, {module}; sys.exit(1 if 'torch' in sys.modules else 0)"
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False, cwd=REPO
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, f"importing {module} imported torch or failed:\n{result.stderr}"
 
@@ -564,13 +578,13 @@ def native(argv: Sequence[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stack_config(tmp_path_factory: pytest.TempPathFactory) -> Json:
-    """The default services, rendered with fresh random secrets in place of .env.example's placeholders."""
+    """The default services and worker-gpu, rendered with fresh random secrets for the placeholders."""
     values = env_file_values(ENV_EXAMPLE)
     for secret in SECRETS:
         values[secret] = secrets.token_hex(16)
     env_file = tmp_path_factory.mktemp("stack") / "stack.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    return render(env_file, profiles=())["services"]  # type: ignore[no-any-return]
+    return render(env_file, profiles=("gpu",))["services"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -620,15 +634,12 @@ def redis_port(stack_config: Json, tmp_path: Path) -> Iterator[int]:
 
 
 @pytest.fixture
-def database_url() -> Iterator[str]:
+def stack_database_url() -> Iterator[str]:
     """A fresh database on the local Postgres server (XORJOBS_TEST_POSTGRES_URL, else postgres@127.0.0.1)."""
     import psycopg
     from sqlalchemy.engine import make_url
 
-    admin = make_url(
-        os.environ.get("XORJOBS_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    admin = admin.set(drivername="postgresql")
+    admin = make_url(POSTGRES_SERVER_URL).set(drivername="postgresql")
     dsn = admin.render_as_string(hide_password=False)
     try:
         connection = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
@@ -685,14 +696,14 @@ def cli(args: Sequence[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
 @pytest.mark.stack
 @pytest.mark.timeout(300)
 def test_the_stack_services_run_natively(
-    stack_config: Json, redis_port: int, database_url: str, tmp_path: Path
+    stack_config: Json, redis_port: int, stack_database_url: str, tmp_path: Path
 ) -> None:
     """migrate, api and worker-cpu, each with its compose command and environment; then a CLI sweep."""
     home = tmp_path / "home"
     home.mkdir()
     envs = {
-        name: native_environment(stack_config[name], redis_port, database_url, home)
-        for name in ("migrate", "api", "worker-cpu")
+        name: native_environment(stack_config[name], redis_port, stack_database_url, home)
+        for name in ("migrate", "api", "worker-cpu", "worker-gpu")
     }
 
     # The redis healthcheck, as compose runs it, with redis-cli pointed at this port.
@@ -714,6 +725,21 @@ def test_the_stack_services_run_natively(
             ).returncode
             != 0
         )
+
+    # worker-gpu on a machine without CUDA: its command must refuse at once, saying why.
+    from worker.devices import cuda_device_count
+
+    if cuda_device_count() == 0:
+        gpu = subprocess.run(
+            native(stack_config["worker-gpu"]["command"]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=envs["worker-gpu"],
+            cwd=tmp_path,
+        )
+        assert gpu.returncode != 0 and "CUDA" in gpu.stdout + gpu.stderr, gpu.stdout + gpu.stderr
 
     # migrate: one-shot, exit 0; compose reruns it on every `up`, so a second run must pass too.
     for attempt in (1, 2):

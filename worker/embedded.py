@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,15 +19,15 @@ from pathlib import Path
 
 from celery import Celery
 from celery.worker import state as worker_state
-from sqlalchemy import update
-
 from worker.recovery import RecoveryLoop, recover_once
+from worker.runner import ACTIVE_CLAIMS
 from xorjobs.settings import Settings
-from xorjobs.store.engine import write_session
+from xorjobs.store.lifecycle import release_job
 from xorjobs.store.recovery import mark_queued_unpublished
-from xorjobs.store.tables import Job, JobState
 
 log = logging.getLogger(__name__)
+STOP_TIMEOUT_SECONDS = 10.0
+"""How long a stop waits for the job in hand to notice it was released (its next progress write)."""
 
 
 def embedded_hostname() -> str:
@@ -42,15 +43,13 @@ def resync_embedded_queue(settings: Settings, app: Celery) -> None:
     recover_once(settings, app, publish_grace_seconds=0, last_run_id=None)
 
 
-def release_claims(settings: Settings, hostname: str) -> int:
-    """Give this process's running jobs back to the queue at once (a clean Ctrl-C)."""
-    with write_session(settings.resolved_database_url) as session:
-        result = session.execute(
-            update(Job)
-            .where(Job.worker == hostname, Job.state == JobState.RUNNING)
-            .values(state=JobState.QUEUED, lease_expires_at=None, published_at=None, attempt=Job.attempt + 1)
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+def release_claims(settings: Settings) -> int:
+    """Give the jobs this process is training back to the queue at once (a clean Ctrl-C).
+
+    Fenced on each claim's attempt: the training thread's next write then fails and it stops.
+    """
+    url = settings.resolved_database_url
+    return sum(release_job(url, job_id, attempt) for job_id, attempt in list(ACTIVE_CLAIMS))
 
 
 @contextmanager
@@ -80,4 +79,10 @@ def in_process_worker(app: Celery, settings: Settings, queues: list[str], hostna
     finally:
         recovery.stop()
         worker_state.should_terminate = 0
-        thread.join(timeout=5)
+        thread.join(timeout=STOP_TIMEOUT_SECONDS)
+        if thread.is_alive():
+            # Still inside a torch op: exiting the interpreter under it aborts the process (C++
+            # terminate), so leave at once; the store already holds everything that matters.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130 if sys.exc_info()[0] is KeyboardInterrupt else 1)

@@ -26,6 +26,10 @@ from xorjobs.store.schema import ensure_schema
 log = logging.getLogger(__name__)
 
 
+ACTIVE_CLAIMS: set[tuple[str, int]] = set()
+"""(job id, attempt) of the jobs this process is training now, so a clean stop can hand them back."""
+
+
 class RunOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -55,6 +59,15 @@ def run_job(job_id: str, worker_name: str, settings: Settings) -> RunOutcome:
     if claim is None:
         log.info("job %s: nothing to claim (duplicate delivery, finished, or cancelled)", job_id)
         return RunOutcome.SKIPPED
+    ACTIVE_CLAIMS.add((claim.job_id, claim.attempt))
+    try:
+        return _train_and_persist(claim, url, settings)
+    finally:
+        ACTIVE_CLAIMS.discard((claim.job_id, claim.attempt))
+
+
+def _train_and_persist(claim: Claim, url: str, settings: Settings) -> RunOutcome:
+    job_id = claim.job_id
     try:
         outcome = _train(claim, url, settings)
     except LeaseLost as lost:

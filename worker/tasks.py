@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from celery import Task
 
 from worker.celery_app import app
@@ -13,5 +16,6 @@ from xorjobs.settings import get_settings
 @app.task(name=TRAIN_TASK, bind=True)
 def train_job(self: Task, job_id: str) -> str:  # type: ignore[type-arg]
     """Train the job ``job_id`` (a string id from the store; messages carry nothing else)."""
-    hostname = self.request.hostname or "unknown"
-    return run_job(job_id, hostname, get_settings()).value
+    # Node name plus pid: several training processes (prefork children) share one node name.
+    worker_name = f"{self.request.hostname or socket.gethostname()}/{os.getpid()}"
+    return run_job(job_id, worker_name, get_settings()).value

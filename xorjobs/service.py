@@ -3,15 +3,20 @@ these, so the two cannot drift apart (one path per action)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
 from celery import Celery
 
+from xorjobs import analysis
+from xorjobs.analysis import DEFAULT_THRESHOLD
 from xorjobs.queue import make_celery, publish
 from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec
-from xorjobs.store import control, queries
+from xorjobs.store import control, housekeeping, queries
+from xorjobs.store.export import ExportFormat, export_text
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import mark_published
 from xorjobs.submit import submit_sweep
@@ -85,3 +90,37 @@ class Service:
         published = publish(self.celery, jobs) if jobs else []
         mark_published(self.url, published)
         return {"retried": [job.job_id for job in jobs]}
+
+    # --- issue 5: what a sweep found, exports, plots, housekeeping --------------------------------
+
+    def summary(self, sweep_id: str | None, by: list[str], threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+        """Per group of ``by``: counts, solve rate with its Wilson interval, final costs, convergence."""
+        sweep_id = sweep_id or queries.latest_sweep_id(self.url)
+        jobs = queries.sweep_status(self.url, sweep_id)["jobs"]
+        return analysis.summarize(sweep_id, jobs, queries.costs_by_job(self.url, sweep_id), by, threshold)
+
+    def export_costs(self, sweep_id: str | None, export_format: ExportFormat) -> Iterator[str]:
+        """Every cost of the sweep as CSV or JSON-lines text chunks, streamed from one query."""
+        return export_text(self.url, sweep_id or queries.latest_sweep_id(self.url), export_format)
+
+    def sweep_plot(self, sweep_id: str | None, by: list[str], threshold: float | None = None) -> bytes:
+        from xorjobs import plots
+
+        sweep_id = sweep_id or queries.latest_sweep_id(self.url)
+        jobs = queries.sweep_status(self.url, sweep_id)["jobs"]
+        costs = queries.costs_by_job(self.url, sweep_id)
+        return plots.png_bytes(plots.sweep_figure(sweep_id, jobs, costs, by, threshold))
+
+    def job_plot(self, job_id: str) -> bytes:
+        from xorjobs import plots
+
+        job = queries.job_detail(self.url, job_id)
+        return plots.png_bytes(plots.job_figure(job, queries.job_costs(self.url, job_id)))
+
+    def delete_sweep(self, sweep_id: str, cancel_active: bool = False) -> dict[str, Any]:
+        return {"deleted": [housekeeping.delete_sweep(self.url, sweep_id, cancel_active).as_dict()]}
+
+    def prune(self, older_than_seconds: float, dry_run: bool) -> dict[str, Any]:
+        """Delete the finished sweeps that ended more than ``older_than_seconds`` ago (or list them)."""
+        deleted = housekeeping.prune_sweeps(self.url, dt.timedelta(seconds=older_than_seconds), dry_run)
+        return {"dry_run": dry_run, "deleted": [sweep.as_dict() for sweep in deleted]}

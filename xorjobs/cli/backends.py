@@ -6,6 +6,8 @@ Both return the same JSON-ready dicts (the HTTP one gets them from the API, whic
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import httpx2
@@ -14,6 +16,8 @@ from xorjobs.errors import InvalidSpec, NotFound, Unauthorized, Unreachable, Xor
 from xorjobs.service import Service
 from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec
+from xorjobs.store.export import ExportFormat
+from xorjobs.store.housekeeping import SweepActive
 
 Json = dict[str, Any]
 
@@ -27,6 +31,12 @@ class Backend(Protocol):
     def costs(self, job_id: str) -> Json: ...
     def cancel(self, sweep_or_job_id: str) -> Json: ...
     def retry(self, sweep_id: str, failed_only: bool) -> Json: ...
+    def summary(self, sweep_id: str | None, by: list[str], threshold: float) -> Json: ...
+    def export_costs(self, sweep_id: str | None, export_format: ExportFormat) -> Iterator[str]: ...
+    def sweep_plot(self, sweep_id: str | None, by: list[str], threshold: float | None) -> bytes: ...
+    def job_plot(self, job_id: str) -> bytes: ...
+    def delete_sweep(self, sweep_id: str, cancel_active: bool) -> Json: ...
+    def prune(self, older_than_seconds: float, dry_run: bool) -> Json: ...
 
 
 class HttpBackend:
@@ -84,6 +94,68 @@ class HttpBackend:
 
     def retry(self, sweep_id: str, failed_only: bool) -> Json:
         return self._call("POST", f"/sweeps/{sweep_id}/retry", params={"failed_only": failed_only})
+
+    # --- issue 5 ------------------------------------------------------------------------------
+
+    def summary(self, sweep_id: str | None, by: list[str], threshold: float) -> Json:
+        params: dict[str, Any] = {"threshold": threshold}
+        if by:
+            params["by"] = ",".join(by)
+        return self._call("GET", f"/sweeps/{sweep_id or self._latest()}/summary", params=params)
+
+    def export_costs(self, sweep_id: str | None, export_format: ExportFormat) -> Iterator[str]:
+        path = f"/sweeps/{sweep_id or self._latest()}/costs.{export_format.value}"
+        try:
+            with self._client.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response)
+                yield from response.iter_text()
+        except httpx2.TransportError as error:
+            raise Unreachable(f"cannot reach the API at {self._base_url}: {error}") from None
+
+    def sweep_plot(self, sweep_id: str | None, by: list[str], threshold: float | None) -> bytes:
+        params: dict[str, Any] = {"by": ",".join(by)} if by else {}
+        if threshold is not None:
+            params["threshold"] = threshold
+        return self._bytes("GET", f"/sweeps/{sweep_id or self._latest()}/plot.png", params=params)
+
+    def job_plot(self, job_id: str) -> bytes:
+        return self._bytes("GET", f"/jobs/{job_id}/plot.png")
+
+    def delete_sweep(self, sweep_id: str, cancel_active: bool) -> Json:
+        body: Json = json.loads(self._bytes("DELETE", f"/sweeps/{sweep_id}", params={"cancel": cancel_active}))
+        return body
+
+    def prune(self, older_than_seconds: float, dry_run: bool) -> Json:
+        return self._call(
+            "POST", "/sweeps/prune", params={"older_than_seconds": older_than_seconds, "dry_run": dry_run}
+        )
+
+    def _bytes(self, method: str, path: str, **kwargs: Any) -> bytes:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx2.TransportError as error:
+            raise Unreachable(f"cannot reach the API at {self._base_url}: {error}") from None
+        if response.status_code >= 400:
+            self._raise_for(response)
+        return response.content
+
+    def _raise_for(self, response: httpx2.Response) -> None:
+        """The same translation as ``_call``'s, for the calls whose answer is not JSON."""
+        detail = _detail(response)
+        if response.status_code == 401:
+            raise Unauthorized(f"the API at {self._base_url} refused the token: {detail}")
+        if response.status_code == 404:
+            raise NotFound(detail)
+        if response.status_code in (413, 422):
+            field, _, message = detail.partition(": ")
+            raise InvalidSpec(field.removeprefix("query."), message or detail)
+        if response.status_code == 409:
+            raise SweepActive(detail)
+        if response.status_code == 503:
+            raise Unreachable(detail)
+        raise XorjobsError(f"the API answered {response.status_code}: {detail}")
 
     def _latest(self) -> str:
         sweeps = self.sweeps(1)["sweeps"]

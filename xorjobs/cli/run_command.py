@@ -38,15 +38,14 @@ def _run_in_process(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
     if settings.embedded_queue:
         resync_embedded_queue(settings, celery_app)
     submitted = service.submit_without_worker_check(spec)
-    hostname = embedded_hostname()
-    try:
-        with in_process_worker(celery_app, settings, [spec.queue], hostname):
+    with in_process_worker(celery_app, settings, [spec.queue], embedded_hostname()):
+        try:
             wait_for_sweep(lambda: service.status(submitted["sweep_id"]), interval=0.25)
-    except KeyboardInterrupt:
-        released = release_claims(settings, hostname)
-        render.stderr.print(
-            f"interrupted: unfinished jobs stay queued ({released} were running); "
-            "`xorjobs run` or `xorjobs worker` on this store picks them up"
-        )
-        raise
+        except KeyboardInterrupt:
+            released = release_claims(settings)
+            render.stderr.print(
+                f"interrupted: unfinished jobs stay queued ({released} were running); "
+                "`xorjobs run` or `xorjobs worker` on this store picks them up"
+            )
+            raise
     return service.results(submitted["sweep_id"])

@@ -1,0 +1,104 @@
+"""The whole path with real parts: CLI and HTTP → API process → Redis → `xorjobs worker` process → store.
+
+Every job's stored costs, hypothesis and accuracy are checked against the seed's own loop run live in
+this test, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.seed_scripts import run_seed_script
+from tests.services import XORJOBS, ServiceProcess, clean_env, start_api, start_worker, wait_until
+from tests.test_models_fidelity import same_bits
+from xorjobs.store import queries
+
+TOKEN = "e2e-token"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[dict[str, str]]:
+    env = clean_env(
+        XORJOBS_HOME=str(tmp_path / "home"),
+        XORJOBS_DATABASE_URL=database_url,
+        XORJOBS_BROKER_URL=redis_url,
+        XORJOBS_API_TOKEN=TOKEN,
+        XORJOBS_PROGRESS_SECONDS="0.5",
+    )
+    processes: list[ServiceProcess] = []
+    try:
+        processes.append(start_worker(env, tmp_path, concurrency=2))
+        api, url = start_api(env, tmp_path)
+        processes.append(api)
+        yield {**env, "XORJOBS_API_URL": url}
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def check_job_against_the_seed_loop(job: dict[str, object]) -> None:
+    costs, hypothesis, predicted, accuracy = run_seed_script(
+        str(job["variant"]), int(job["seed"]), float(job["lr"]), int(job["steps"]), int(job["log_every"])  # type: ignore[arg-type]
+    )
+    stored_costs = job["costs"]
+    assert isinstance(stored_costs, list)
+    assert [step for step, _ in stored_costs] == [step for step, _ in costs]
+    assert all(same_bits(a, b) for (_, a), (_, b) in zip(stored_costs, costs, strict=True))
+    assert all(same_bits(a, b) for a, b in zip(job["hypothesis"], hypothesis, strict=True))  # type: ignore[arg-type]
+    assert job["predicted"] == predicted and same_bits(job["accuracy"], accuracy)  # type: ignore[arg-type]
+    assert same_bits(job["final_cost"], costs[-1][1])  # type: ignore[arg-type]
+
+
+def test_sweeps_through_the_api_and_the_cli_complete_bit_exact(stack: dict[str, str], database_url: str) -> None:
+    api = httpx2.Client(base_url=stack["XORJOBS_API_URL"], headers={"Authorization": f"Bearer {TOKEN}"})
+    created = api.post(
+        "/sweeps",
+        json={"variants": ["nn", "wide_deep", "backprop"], "seeds": [777, 5], "lrs": [1.0, 0.3], "steps": 700, "log_every": 50},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["warnings"] == []  # a live worker serves the cpu queue
+    cli = subprocess.run(
+        [XORJOBS, "submit", "--variant", "backprop", "--seed", "3", "--lr", "1000", "--steps", "300", "--wait", "--json"],
+        env=stack, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    cli_sweep = json.loads(cli.stdout)["sweep_id"]
+
+    def all_done(sweep_id: str) -> bool:
+        counts = api.get(f"/sweeps/{sweep_id}").json()["counts"]
+        return counts["succeeded"] + counts["failed"] + counts["cancelled"] == sum(counts.values())
+
+    sweep_id = created.json()["sweep_id"]
+    wait_until(lambda: all_done(sweep_id), timeout=240, what="the API sweep to finish")
+    for checked_sweep, size in ((sweep_id, 12), (cli_sweep, 1)):
+        # Read the store directly (not through the API) to check what the workers wrote.
+        results = queries.sweep_results(database_url, checked_sweep)
+        assert results["counts"]["succeeded"] == size
+        for job in results["jobs"]:
+            check_job_against_the_seed_loop(job)
+            assert job["torch_version"] == "2.13.0+cpu" and job["device_name"] == "cpu"
+            assert job["worker"].startswith("cpu-") and job["cpu_capability"]
+    cli_status = subprocess.run(
+        [XORJOBS, "status", cli_sweep, "--json"], env=stack, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(cli_status.stdout)["counts"]["succeeded"] == 1
+    cli_results = subprocess.run(
+        [XORJOBS, "results", cli_sweep, "--json"], env=stack, capture_output=True, text=True, timeout=60, check=True
+    )
+    diverged = json.loads(cli_results.stdout)["jobs"][0]
+    assert diverged["costs"][1:] == [[100, "nan"], [200, "nan"]] and diverged["final_cost"] == "nan"
+
+
+def test_a_worker_fails_loudly_on_a_job_id_its_store_does_not_hold(stack: dict[str, str], tmp_path: Path) -> None:
+    from celery import Celery
+
+    app = Celery(broker=stack["XORJOBS_BROKER_URL"])
+    app.send_task("xorjobs.train_job", args=["job-from-another-store"], queue="cpu", routing_key="cpu")
+    worker_log = tmp_path / "worker.log"
+    wait_until(lambda: "job-from-another-store is not in the store" in worker_log.read_text(), 60, "the worker's error")
