@@ -12,4 +12,6 @@ from xorjobs.store.floats import json_safe
 
 class SafeJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
-        return json.dumps(json_safe(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        return json.dumps(
+            json_safe(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()

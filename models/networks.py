@@ -6,6 +6,8 @@ which random numbers each ``nn.Linear`` draws for its default init, so it is par
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 # Widths of the layers, input first. ``nn`` is the seed's "xor-nn", ``wide_deep`` its "xor-nn-wide-deep".
@@ -18,7 +20,7 @@ LAYER_WIDTHS: dict[str, tuple[int, ...]] = {
 def build_sequential(variant: str) -> torch.nn.Sequential:
     """Build the seed's model on the CPU: ``Linear`` layers each followed by the one shared ``Sigmoid``."""
     widths = LAYER_WIDTHS[variant]
-    linears = [torch.nn.Linear(a, b, bias=True) for a, b in zip(widths, widths[1:])]
+    linears = [torch.nn.Linear(a, b, bias=True) for a, b in itertools.pairwise(widths)]
     sigmoid = torch.nn.Sigmoid()
     layers: list[torch.nn.Module] = []
     for linear in linears:

@@ -5,14 +5,19 @@ cost.item())`` collects into a list instead. The backprop script's ``torch.Tenso
 uninitialised memory in the seed; issue 2 defines them (normal_ on the CPU after seeding, in the order
 w1, b1, w2, b2), and that is the only line changed.
 """
-# ruff: noqa: N806  (the seed's names, X and Y, are kept)
 
 from __future__ import annotations
 
 import torch
 
 
-def xor_nn(seed: int = 777, learning_rate: float = 1, steps: int = 10001, log_every: int = 100, wide_deep: bool = False):
+def xor_nn(
+    seed: int = 777,
+    learning_rate: float = 1,
+    steps: int = 10001,
+    log_every: int = 100,
+    wide_deep: bool = False,
+):
     device = "cpu"
     torch.manual_seed(seed)
     X = torch.FloatTensor([[0, 0], [0, 1], [1, 0], [1, 1]]).to(device)
@@ -23,7 +28,9 @@ def xor_nn(seed: int = 777, learning_rate: float = 1, steps: int = 10001, log_ev
         linear3 = torch.nn.Linear(10, 10, bias=True)
         linear4 = torch.nn.Linear(10, 1, bias=True)
         sigmoid = torch.nn.Sigmoid()
-        model = torch.nn.Sequential(linear1, sigmoid, linear2, sigmoid, linear3, sigmoid, linear4, sigmoid).to(device)
+        model = torch.nn.Sequential(
+            linear1, sigmoid, linear2, sigmoid, linear3, sigmoid, linear4, sigmoid
+        ).to(device)
     else:
         linear1 = torch.nn.Linear(2, 2, bias=True)
         linear2 = torch.nn.Linear(2, 1, bias=True)

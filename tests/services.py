@@ -6,6 +6,7 @@ silently skipping what it was meant to test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -131,7 +132,9 @@ class ServiceProcess:
     def wait_for_log(self, text: str, timeout: float = 60) -> None:
         def seen() -> bool:
             if self.process.poll() is not None:
-                raise AssertionError(f"{self.args} exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"{self.args} exited with {self.process.returncode}:\n{self.log()[-3000:]}"
+                )
             return text in self.log()
 
         wait_until(seen, timeout, f"{text!r} in the log of {' '.join(self.args)}")
@@ -144,16 +147,18 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
-        try:  # children left behind (a prefork pool after the main process was killed)
+        with contextlib.suppress(ProcessLookupError):  # children left behind (a killed worker's pool)
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._log.close()
 
 
-def start_worker(env: dict[str, str], tmp_path: Path, name: str = "worker", queue: str = "cpu", concurrency: int = 1) -> ServiceProcess:
+def start_worker(
+    env: dict[str, str], tmp_path: Path, name: str = "worker", queue: str = "cpu", concurrency: int = 1
+) -> ServiceProcess:
     worker = ServiceProcess(
-        [XORJOBS, "worker", "--queue", queue, "--concurrency", str(concurrency)], env, tmp_path / f"{name}.log"
+        [XORJOBS, "worker", "--queue", queue, "--concurrency", str(concurrency)],
+        env,
+        tmp_path / f"{name}.log",
     )
     worker.wait_for_log("ready.", timeout=90)
     return worker

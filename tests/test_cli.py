@@ -43,7 +43,13 @@ BAD_FLAGS = [
 
 def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [XORJOBS, *args], cwd=cwd, env=clean_env(**env), capture_output=True, text=True, timeout=120, check=False
+        [XORJOBS, *args],
+        cwd=cwd,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -109,11 +115,21 @@ def test_version_and_help(tmp_path: Path) -> None:
 
 
 def test_in_process_submit_then_status_json_has_every_state(tmp_path: Path) -> None:
-    submitted = run_cli(["submit", "--variant", "nn,backprop", "--seed", "1-2", "--lr", "0.5", "--steps", "20", "--json"], tmp_path)
+    submitted = run_cli(
+        ["submit", "--variant", "nn,backprop", "--seed", "1-2", "--lr", "0.5", "--steps", "20", "--json"],
+        tmp_path,
+    )
     assert submitted.returncode == 0, submitted.stderr
     body = json.loads(submitted.stdout)
-    assert [(j["variant"], j["seed"]) for j in body["jobs"]] == [("nn", 1), ("nn", 2), ("backprop", 1), ("backprop", 2)]
-    assert {"id", "variant", "seed", "lr", "steps", "log_every", "device", "queue", "state"} <= set(body["jobs"][0])
+    assert [(j["variant"], j["seed"]) for j in body["jobs"]] == [
+        ("nn", 1),
+        ("nn", 2),
+        ("backprop", 1),
+        ("backprop", 2),
+    ]
+    assert {"id", "variant", "seed", "lr", "steps", "log_every", "device", "queue", "state"} <= set(
+        body["jobs"][0]
+    )
     assert "no live worker serves queue 'cpu'" in submitted.stderr
     status = json.loads(run_cli(["status", "--json"], tmp_path).stdout)
     assert status["sweep_id"] == body["sweep_id"]

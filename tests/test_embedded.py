@@ -16,11 +16,15 @@ from tests.test_models_fidelity import REFERENCE, same_bits
 from xorjobs.store import queries
 
 
-
-
 def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [XORJOBS, *args], cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout, check=False
+        [XORJOBS, *args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -42,7 +46,20 @@ def test_run_with_no_flags_reproduces_the_seed_scripts(tmp_path: Path) -> None:
 
 def test_run_trains_any_sweep_bit_exact(tmp_path: Path) -> None:
     result = run_cli(
-        ["run", "--variant", "nn,backprop", "--seed", "11,12", "--lr", "0.25,7", "--steps", "400", "--log-every", "40", "--json"],
+        [
+            "run",
+            "--variant",
+            "nn,backprop",
+            "--seed",
+            "11,12",
+            "--lr",
+            "0.25,7",
+            "--steps",
+            "400",
+            "--log-every",
+            "40",
+            "--json",
+        ],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -55,7 +72,9 @@ def test_run_trains_any_sweep_bit_exact(tmp_path: Path) -> None:
 def test_run_exits_1_when_a_job_failed(tmp_path: Path) -> None:
     # A diverging job still succeeds (its NaN costs are stored); exit 1 is for failed or cancelled jobs,
     # so here everything succeeded and the exit code is 0, with the NaN costs reported as "nan".
-    result = run_cli(["run", "--variant", "backprop", "--seed", "3", "--lr", "1000", "--steps", "300", "--json"], tmp_path)
+    result = run_cli(
+        ["run", "--variant", "backprop", "--seed", "3", "--lr", "1000", "--steps", "300", "--json"], tmp_path
+    )
     assert result.returncode == 0, result.stderr
     job = json.loads(result.stdout)["jobs"][0]
     assert job["state"] == "succeeded" and job["final_cost"] == "nan"
@@ -87,9 +106,15 @@ def test_ctrl_c_leaves_jobs_unfinished_and_a_worker_finishes_them(tmp_path: Path
     assert "picks them up" in run.log()
     run.stop()
 
-    worker = ServiceProcess([XORJOBS, "worker", "--concurrency", "1"], env, tmp_path / "worker.log", cwd=tmp_path)
+    worker = ServiceProcess(
+        [XORJOBS, "worker", "--concurrency", "1"], env, tmp_path / "worker.log", cwd=tmp_path
+    )
     try:
-        wait_until(lambda: (sweep_state() or {}).get("succeeded") == 4, timeout=240, what="the worker to finish the sweep")
+        wait_until(
+            lambda: (sweep_state() or {}).get("succeeded") == 4,
+            timeout=240,
+            what="the worker to finish the sweep",
+        )
     finally:
         worker.stop()
     results = queries.sweep_results(url, queries.latest_sweep_id(url))

@@ -44,7 +44,11 @@ def stack(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[dict[st
 
 def check_job_against_the_seed_loop(job: dict[str, object]) -> None:
     costs, hypothesis, predicted, accuracy = run_seed_script(
-        str(job["variant"]), int(job["seed"]), float(job["lr"]), int(job["steps"]), int(job["log_every"])  # type: ignore[arg-type]
+        str(job["variant"]),
+        int(job["seed"]),
+        float(job["lr"]),
+        int(job["steps"]),
+        int(job["log_every"]),  # type: ignore[arg-type]
     )
     stored_costs = job["costs"]
     assert isinstance(stored_costs, list)
@@ -55,17 +59,42 @@ def check_job_against_the_seed_loop(job: dict[str, object]) -> None:
     assert same_bits(job["final_cost"], costs[-1][1])  # type: ignore[arg-type]
 
 
-def test_sweeps_through_the_api_and_the_cli_complete_bit_exact(stack: dict[str, str], database_url: str) -> None:
+def test_sweeps_through_the_api_and_the_cli_complete_bit_exact(
+    stack: dict[str, str], database_url: str
+) -> None:
     api = httpx2.Client(base_url=stack["XORJOBS_API_URL"], headers={"Authorization": f"Bearer {TOKEN}"})
     created = api.post(
         "/sweeps",
-        json={"variants": ["nn", "wide_deep", "backprop"], "seeds": [777, 5], "lrs": [1.0, 0.3], "steps": 700, "log_every": 50},
+        json={
+            "variants": ["nn", "wide_deep", "backprop"],
+            "seeds": [777, 5],
+            "lrs": [1.0, 0.3],
+            "steps": 700,
+            "log_every": 50,
+        },
     )
     assert created.status_code == 201, created.text
     assert created.json()["warnings"] == []  # a live worker serves the cpu queue
     cli = subprocess.run(
-        [XORJOBS, "submit", "--variant", "backprop", "--seed", "3", "--lr", "1000", "--steps", "300", "--wait", "--json"],
-        env=stack, capture_output=True, text=True, timeout=180, check=False,
+        [
+            XORJOBS,
+            "submit",
+            "--variant",
+            "backprop",
+            "--seed",
+            "3",
+            "--lr",
+            "1000",
+            "--steps",
+            "300",
+            "--wait",
+            "--json",
+        ],
+        env=stack,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert cli.returncode == 0, cli.stderr
     cli_sweep = json.loads(cli.stdout)["sweep_id"]
@@ -85,20 +114,36 @@ def test_sweeps_through_the_api_and_the_cli_complete_bit_exact(stack: dict[str, 
             assert job["torch_version"] == "2.13.0+cpu" and job["device_name"] == "cpu"
             assert job["worker"].startswith("cpu-") and job["cpu_capability"]
     cli_status = subprocess.run(
-        [XORJOBS, "status", cli_sweep, "--json"], env=stack, capture_output=True, text=True, timeout=60, check=True
+        [XORJOBS, "status", cli_sweep, "--json"],
+        env=stack,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert json.loads(cli_status.stdout)["counts"]["succeeded"] == 1
     cli_results = subprocess.run(
-        [XORJOBS, "results", cli_sweep, "--json"], env=stack, capture_output=True, text=True, timeout=60, check=True
+        [XORJOBS, "results", cli_sweep, "--json"],
+        env=stack,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     diverged = json.loads(cli_results.stdout)["jobs"][0]
     assert diverged["costs"][1:] == [[100, "nan"], [200, "nan"]] and diverged["final_cost"] == "nan"
 
 
-def test_a_worker_fails_loudly_on_a_job_id_its_store_does_not_hold(stack: dict[str, str], tmp_path: Path) -> None:
+def test_a_worker_fails_loudly_on_a_job_id_its_store_does_not_hold(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
     from celery import Celery
 
     app = Celery(broker=stack["XORJOBS_BROKER_URL"])
     app.send_task("xorjobs.train_job", args=["job-from-another-store"], queue="cpu", routing_key="cpu")
     worker_log = tmp_path / "worker.log"
-    wait_until(lambda: "job-from-another-store is not in the store" in worker_log.read_text(), 60, "the worker's error")
+    wait_until(
+        lambda: "job-from-another-store is not in the store" in worker_log.read_text(),
+        60,
+        "the worker's error",
+    )

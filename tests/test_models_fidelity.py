@@ -41,7 +41,9 @@ def test_variant_equals_reference_file_bit_for_bit(variant: str) -> None:
         pytest.fail(f"reference file missing: {reference_file}")
     reference = json.loads(reference_file.read_text())
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
-        pytest.skip("the reference files were made with x86-64 AVX2/AVX-512 kernels; the live test covers this CPU")
+        pytest.skip(
+            "the reference files were made with x86-64 AVX2/AVX-512 kernels; the live test covers this CPU"
+        )
     result = train(variant, reference["seed"], reference["lr"], steps=reference["steps"])
     assert [list(pair) for pair in result.costs] == reference["costs"]
     assert result.hypothesis == reference["final_hypothesis"]
@@ -60,8 +62,12 @@ def test_variant_equals_reference_file_bit_for_bit(variant: str) -> None:
         ("backprop", 9, 3.0, 1200, 100),
     ],
 )
-def test_variant_equals_the_seed_loop_run_live(variant: str, seed: int, lr: float, steps: int, log_every: int) -> None:
-    assert_same_run(train(variant, seed, lr, steps, log_every), run_seed_script(variant, seed, lr, steps, log_every))
+def test_variant_equals_the_seed_loop_run_live(
+    variant: str, seed: int, lr: float, steps: int, log_every: int
+) -> None:
+    assert_same_run(
+        train(variant, seed, lr, steps, log_every), run_seed_script(variant, seed, lr, steps, log_every)
+    )
 
 
 @pytest.mark.parametrize("variant", ["nn", "wide_deep", "backprop"])
@@ -74,7 +80,11 @@ def test_diverging_run_completes_with_non_finite_costs(variant: str) -> None:
 
 def test_a_huge_learning_rate_really_produces_non_finite_costs() -> None:
     # Guards the test above: at least one variant must actually diverge at lr=1000.
-    costs = [cost for variant in ("nn", "wide_deep", "backprop") for _, cost in train(variant, 3, 1000.0, 400, 20).costs]
+    costs = [
+        cost
+        for variant in ("nn", "wide_deep", "backprop")
+        for _, cost in train(variant, 3, 1000.0, 400, 20).costs
+    ]
     assert any(not math.isfinite(cost) for cost in costs)
 
 

@@ -15,7 +15,13 @@ from xorjobs.spec import MAX_JOBS_PER_SWEEP, SweepSpec, expand, parse_lrs, parse
 def test_defaults_are_the_seed_scripts() -> None:
     spec = SweepSpec()
     assert spec.variants == ["nn", "wide_deep", "backprop"]
-    assert (spec.seeds, spec.lrs, spec.steps, spec.log_every, spec.device) == ([777], [1.0], 10001, 100, "cpu")
+    assert (spec.seeds, spec.lrs, spec.steps, spec.log_every, spec.device) == (
+        [777],
+        [1.0],
+        10001,
+        100,
+        "cpu",
+    )
     assert [(job.variant, job.seed, job.lr) for job in expand(spec)] == [
         ("nn", 777, 1.0),
         ("wide_deep", 777, 1.0),
@@ -43,7 +49,9 @@ def test_expansion_order_is_variant_then_seed_then_lr_as_given() -> None:
     lrs=st.lists(st.floats(min_value=1e-6, max_value=1000), min_size=1, max_size=20, unique=True),
 )
 @settings(max_examples=200, deadline=None)
-def test_expansion_has_one_job_per_combination(variants: list[str], seeds: list[int], lrs: list[float]) -> None:
+def test_expansion_has_one_job_per_combination(
+    variants: list[str], seeds: list[int], lrs: list[float]
+) -> None:
     spec = validate_spec({"variants": variants, "seeds": seeds, "lrs": lrs})
     jobs = expand(spec)
     assert len(jobs) == len(variants) * len(seeds) * len(lrs)

@@ -87,7 +87,9 @@ def test_claims_racing_from_threads_give_exactly_one_winner(database_url: str) -
 def expire_lease(url: str, job_id: str) -> None:
     with write_session(url) as session:
         session.execute(
-            update(Job).where(Job.id == job_id).values(lease_expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+            update(Job)
+            .where(Job.id == job_id)
+            .values(lease_expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
         )
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-_PROBE = "import torch, sys; sys.stdout.write(str(torch.cuda.device_count()) if torch.cuda.is_available() else '0')"
+_PROBE = (
+    "import torch, sys; "
+    "sys.stdout.write(str(torch.cuda.device_count()) if torch.cuda.is_available() else '0')"
+)
 
 
 def cuda_device_count() -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from celery import Celery
 from celery.worker import state as worker_state
+
 from worker.recovery import RecoveryLoop, recover_once
 from worker.runner import ACTIVE_CLAIMS
 from xorjobs.settings import Settings
@@ -78,7 +79,7 @@ def in_process_worker(app: Celery, settings: Settings, queues: list[str], hostna
         yield
     finally:
         recovery.stop()
-        worker_state.should_terminate = 0
+        worker_state.should_terminate = 0  # type: ignore[assignment]  # celery types it as None only
         thread.join(timeout=STOP_TIMEOUT_SECONDS)
         if thread.is_alive():
             # Still inside a torch op: exiting the interpreter under it aborts the process (C++

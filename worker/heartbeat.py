@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, url: str, job_id: str, attempt: int, lease_seconds: float, interval_seconds: float) -> None:
+    def __init__(
+        self, url: str, job_id: str, attempt: int, lease_seconds: float, interval_seconds: float
+    ) -> None:
         self._url = url
         self._job_id = job_id
         self._attempt = attempt

@@ -37,12 +37,16 @@ def broker_run_id(broker_url: str | None) -> str | None:
         return None
 
 
-def recover_once(settings: Settings, app: Celery, publish_grace_seconds: float, last_run_id: str | None) -> str | None:
+def recover_once(
+    settings: Settings, app: Celery, publish_grace_seconds: float, last_run_id: str | None
+) -> str | None:
     """One recovery pass; returns the broker run_id it saw (to compare on the next pass)."""
     url = settings.resolved_database_url
     requeued, failed = reap_expired_leases(url, settings.max_attempts)
     if requeued or failed:
-        log.warning("recovery: re-queued %d expired jobs, failed %d out of attempts", len(requeued), len(failed))
+        log.warning(
+            "recovery: re-queued %d expired jobs, failed %d out of attempts", len(requeued), len(failed)
+        )
     run_id = broker_run_id(settings.broker_url)
     if run_id is not None and last_run_id is not None and run_id != last_run_id:
         lost = mark_queued_unpublished(url)
@@ -67,7 +71,9 @@ class RecoveryLoop(threading.Thread):
         interval = self._settings.reap_interval_seconds
         while not self._stop_event.wait(interval):
             try:
-                run_id = recover_once(self._settings, self._app, publish_grace_seconds=interval, last_run_id=run_id)
+                run_id = recover_once(
+                    self._settings, self._app, publish_grace_seconds=interval, last_run_id=run_id
+                )
             except Exception:  # the store or broker is down: try again next pass
                 log.warning("recovery pass failed; retrying in %.0fs", interval, exc_info=True)
 

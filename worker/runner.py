@@ -93,7 +93,9 @@ def _train(claim: Claim, url: str, settings: Settings) -> Outcome:
     if claim.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("this job needs CUDA and this worker has none; it never runs on the CPU instead")
     writer = _ProgressWriter(url, claim, settings.lease_seconds)
-    with Heartbeat(url, claim.job_id, claim.attempt, settings.lease_seconds, settings.heartbeat_seconds) as beat:
+    with Heartbeat(
+        url, claim.job_id, claim.attempt, settings.lease_seconds, settings.heartbeat_seconds
+    ) as beat:
 
         def on_progress(chunk: list[tuple[int, float]]) -> None:
             beat.check()

@@ -40,7 +40,7 @@ CostCurve = Sequence[Sequence[Any]]
 
 
 def parse_by(text: str | Sequence[str] | None, field: str = "by") -> list[str]:
-    """``"variant,lr"`` → ``["variant", "lr"]``; an unknown or repeated field is an InvalidSpec naming ``field``."""
+    """``"variant,lr"`` → ``["variant", "lr"]``; unknown or repeated: an InvalidSpec on ``field``."""
     if text is None:
         return []
     tokens = text.split(",") if isinstance(text, str) else [part for item in text for part in item.split(",")]
@@ -103,7 +103,9 @@ def job_findings(job: Mapping[str, Any], costs: CostCurve, threshold: float) -> 
         state=str(job["state"]),
         solved=succeeded and accuracy is not None and float(accuracy) == 1.0,
         final_cost=final_cost if succeeded else None,
-        steps_to_converge=next((step for step, cost in values if cost < threshold), None) if succeeded else None,
+        steps_to_converge=next((step for step, cost in values if cost < threshold), None)
+        if succeeded
+        else None,
         diverged=diverged,
     )
 
@@ -127,7 +129,9 @@ def summarize(
         "sweep_id": sweep_id,
         "by": list(by),
         "threshold": threshold,
-        "groups": [{**dict(zip(by, key, strict=True)), **group_statistics(found)} for key, found in groups.items()],
+        "groups": [
+            {**dict(zip(by, key, strict=True)), **group_statistics(found)} for key, found in groups.items()
+        ],
     }
 
 

@@ -28,7 +28,9 @@ def group_label(job: Mapping[str, Any], by: Sequence[str]) -> str:
     return ", ".join(f"{name}={job[name]}" for name in by) if by else "all jobs"
 
 
-def median_and_quartiles(curves: Sequence[CostCurve]) -> tuple[list[int], list[float], list[float], list[float]]:
+def median_and_quartiles(
+    curves: Sequence[CostCurve],
+) -> tuple[list[int], list[float], list[float], list[float]]:
     """Per logged step: the median, 25th and 75th percentile of the finite positive costs at that step.
 
     Curves may differ in length (a running job has fewer steps); a step counts the jobs that logged it.
@@ -90,8 +92,9 @@ def job_figure(job: Mapping[str, Any], costs: CostCurve) -> Figure:
     figure, axes = _new_figure()
     points = [(int(step), float(cost)) for step, cost in costs]
     shown = [(step, cost) for step, cost in points if math.isfinite(cost) and cost > 0]
-    axes.plot([step for step, _ in shown], [cost for _, cost in shown], color="#1f77b4", linewidth=1.8,
-              label="cost")
+    axes.plot(
+        [step for step, _ in shown], [cost for _, cost in shown], color="#1f77b4", linewidth=1.8, label="cost"
+    )
     final = job.get("final_cost")
     accuracy = job.get("accuracy")
     details = [f"{job['variant']}", f"seed {job['seed']}", f"lr {job['lr']:g}", str(job["state"])]

@@ -93,7 +93,9 @@ class Service:
 
     # --- issue 5: what a sweep found, exports, plots, housekeeping --------------------------------
 
-    def summary(self, sweep_id: str | None, by: list[str], threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    def summary(
+        self, sweep_id: str | None, by: list[str], threshold: float = DEFAULT_THRESHOLD
+    ) -> dict[str, Any]:
         """Per group of ``by``: counts, solve rate with its Wilson interval, final costs, convergence."""
         sweep_id = sweep_id or queries.latest_sweep_id(self.url)
         jobs = queries.sweep_status(self.url, sweep_id)["jobs"]

@@ -25,20 +25,28 @@ class Settings(BaseSettings):
     )
     broker_url: str | None = Field(
         default=None,
-        description="Celery broker, e.g. redis://127.0.0.1:6379/0; unset: the embedded queue in XORJOBS_HOME.",
+        description="Celery broker, e.g. redis://127.0.0.1:6379/0; unset: the embedded queue "
+        "in XORJOBS_HOME.",
     )
     api_url: str | None = Field(default=None, description="When set, the CLI talks to this API over HTTP.")
     api_token: str | None = Field(
-        default=None, description="When set, the API requires 'Authorization: Bearer <token>'; the CLI sends it."
+        default=None,
+        description="When set, the API requires 'Authorization: Bearer <token>'; the CLI sends it.",
     )
     lease_seconds: float = Field(
-        default=60.0, gt=0, description="A running job whose lease is this old is presumed dead and re-queued."
+        default=60.0,
+        gt=0,
+        description="A running job whose lease is this old is presumed dead and re-queued.",
     )
-    heartbeat_seconds: float = Field(default=5.0, gt=0, description="How often a training job renews its lease.")
+    heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often a training job renews its lease."
+    )
     reap_interval_seconds: float = Field(
         default=10.0, gt=0, description="How often each worker looks for expired leases and unpublished jobs."
     )
-    max_attempts: int = Field(default=3, ge=1, description="Attempts before a job that keeps dying is failed.")
+    max_attempts: int = Field(
+        default=3, ge=1, description="Attempts before a job that keeps dying is failed."
+    )
     progress_seconds: float = Field(
         default=2.0, gt=0, description="How often a running job writes its new costs (so progress shows)."
     )
@@ -48,7 +56,8 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: int = Field(
         default=24 * 3600,
         gt=0,
-        description="Redis visibility timeout; far above the longest job, since leases, not it, recover jobs.",
+        description="Redis visibility timeout; far above the longest job, since leases (not "
+        "redelivery) recover jobs.",
     )
 
     @property

@@ -112,7 +112,7 @@ class JobSpec:
 
 def expand(spec: SweepSpec) -> list[JobSpec]:
     """One job per combination, in a fixed order: variant, then seed, then lr, each as given."""
-    jobs = []
+    jobs: list[JobSpec] = []
     for variant in spec.variants:
         for seed in spec.seeds:
             for lr in spec.lrs:
@@ -160,7 +160,9 @@ def parse_seeds(values: Iterable[str]) -> list[int]:
         if high < low:
             raise InvalidSpec("seed", f"range {token!r} runs backwards (a-b needs a <= b)")
         if len(seeds) + (high - low + 1) > MAX_JOBS_PER_SWEEP:
-            raise InvalidSpec("seed", f"more than {MAX_JOBS_PER_SWEEP} seeds (a sweep has at most that many jobs)")
+            raise InvalidSpec(
+                "seed", f"more than {MAX_JOBS_PER_SWEEP} seeds (a sweep has at most that many jobs)"
+            )
         seeds.extend(range(low, high + 1))
     return seeds
 

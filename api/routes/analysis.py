@@ -24,10 +24,13 @@ NO_STORE = "no-store"
 
 By = Annotated[
     str | None,
-    Query(description=f"Comma-separated fields to group by: any of {', '.join(GROUP_FIELDS)}", max_length=100),
+    Query(
+        description=f"Comma-separated fields to group by: any of {', '.join(GROUP_FIELDS)}", max_length=100
+    ),
 ]
 Threshold = Annotated[
-    float, Query(gt=0, allow_inf_nan=False, description="A job converged at its first step with cost below this")
+    float,
+    Query(gt=0, allow_inf_nan=False, description="A job converged at its first step with cost below this"),
 ]
 
 
@@ -106,12 +109,16 @@ def job_plot(job_id: str, service: ServiceDep) -> Response:
 def delete_sweep(
     sweep_id: str,
     service: ServiceDep,
-    cancel: Annotated[bool, Query(description="Cancel queued and running jobs first instead of refusing")] = False,
+    cancel: Annotated[
+        bool, Query(description="Cancel queued and running jobs first instead of refusing")
+    ] = False,
 ) -> SafeJSONResponse:
     return SafeJSONResponse(service.delete_sweep(sweep_id, cancel))
 
 
-@router.post("/sweeps/prune", summary="Delete the finished sweeps that ended longer ago than older_than_seconds")
+@router.post(
+    "/sweeps/prune", summary="Delete the finished sweeps that ended longer ago than older_than_seconds"
+)
 def prune_sweeps(
     service: ServiceDep,
     older_than_seconds: Annotated[float, Query(ge=0, allow_inf_nan=False, le=100 * 365 * 86400)],

@@ -27,7 +27,9 @@ IdempotencyKey = Annotated[
     responses={200: {"description": "The sweep submitted earlier with this Idempotency-Key"}},
     summary="Submit a sweep: variant × seed × lr, one job per combination",
 )
-def create_sweep(spec: SweepSpec, service: ServiceDep, idempotency_key: IdempotencyKey = None) -> SafeJSONResponse:
+def create_sweep(
+    spec: SweepSpec, service: ServiceDep, idempotency_key: IdempotencyKey = None
+) -> SafeJSONResponse:
     result = service.submit(spec, idempotency_key)
     return SafeJSONResponse(result, status_code=201 if result["created"] else 200)
 
@@ -37,7 +39,11 @@ def list_sweeps(service: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)]
     return SafeJSONResponse(service.sweeps(limit))
 
 
-@router.get("/{sweep_id}", summary="A sweep's state counts and jobs", responses={404: {"description": "No such sweep"}})
+@router.get(
+    "/{sweep_id}",
+    summary="A sweep's state counts and jobs",
+    responses={404: {"description": "No such sweep"}},
+)
 def show_sweep(sweep_id: str, service: ServiceDep) -> SafeJSONResponse:
     return SafeJSONResponse(service.status(sweep_id))
 
@@ -51,12 +57,20 @@ def sweep_results(sweep_id: str, service: ServiceDep) -> SafeJSONResponse:
     return SafeJSONResponse(service.results(sweep_id))
 
 
-@router.post("/{sweep_id}/cancel", summary="Cancel the sweep's queued and running jobs", responses={404: {"description": "No such sweep"}})
+@router.post(
+    "/{sweep_id}/cancel",
+    summary="Cancel the sweep's queued and running jobs",
+    responses={404: {"description": "No such sweep"}},
+)
 def cancel_sweep(sweep_id: str, service: ServiceDep) -> SafeJSONResponse:
     return SafeJSONResponse(service.cancel(sweep_id))
 
 
-@router.post("/{sweep_id}/retry", summary="Re-queue the jobs that did not succeed", responses={404: {"description": "No such sweep"}})
+@router.post(
+    "/{sweep_id}/retry",
+    summary="Re-queue the jobs that did not succeed",
+    responses={404: {"description": "No such sweep"}},
+)
 def retry_sweep(
     sweep_id: str, service: ServiceDep, failed_only: Annotated[bool, Query()] = False
 ) -> SafeJSONResponse:

@@ -124,7 +124,8 @@ class HttpBackend:
         return self._bytes("GET", f"/jobs/{job_id}/plot.png")
 
     def delete_sweep(self, sweep_id: str, cancel_active: bool) -> Json:
-        body: Json = json.loads(self._bytes("DELETE", f"/sweeps/{sweep_id}", params={"cancel": cancel_active}))
+        answer = self._bytes("DELETE", f"/sweeps/{sweep_id}", params={"cancel": cancel_active})
+        body: Json = json.loads(answer)
         return body
 
     def prune(self, older_than_seconds: float, dry_run: bool) -> Json:

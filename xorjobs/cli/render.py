@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.table import Table as Table
 
 from xorjobs.store.floats import json_safe
 
@@ -54,7 +54,10 @@ def jobs_table(jobs: Sequence[dict[str, Any]], title: str, with_results: bool) -
     table = Table(title=title, title_justify="left")
     columns = RESULT_COLUMNS if with_results else (*JOB_COLUMNS, "attempt")
     for column in columns:
-        table.add_column(column, justify="right" if column in ("seed", "lr", "final_cost", "accuracy", "attempt") else "left")
+        table.add_column(
+            column,
+            justify="right" if column in ("seed", "lr", "final_cost", "accuracy", "attempt") else "left",
+        )
     for job in jobs:
         cells = []
         for column in columns:

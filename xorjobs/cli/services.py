@@ -38,12 +38,18 @@ def db_upgrade() -> None:
 
 
 def worker(
-    queue: Annotated[Queue, typer.Option("--queue", "-Q", help="The queue to consume: cpu or gpu")] = Queue.CPU,
+    queue: Annotated[
+        Queue, typer.Option("--queue", "-Q", help="The queue to consume: cpu or gpu")
+    ] = Queue.CPU,
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", "-c", min=1, help="Training processes [default: cores for cpu, 1 for gpu]"),
+        typer.Option(
+            "--concurrency", "-c", min=1, help="Training processes [default: cores for cpu, 1 for gpu]"
+        ),
     ] = None,
-    pool: Annotated[Pool, typer.Option("--pool", help="prefork enforces time limits; solo never forks")] = Pool.PREFORK,
+    pool: Annotated[
+        Pool, typer.Option("--pool", help="prefork enforces time limits; solo never forks")
+    ] = Pool.PREFORK,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Log level")] = "INFO",
 ) -> None:
     """Start a worker that trains the jobs of one queue (Ctrl-C stops it after the running jobs)."""
@@ -52,7 +58,9 @@ def worker(
         from worker.devices import cuda_device_count
 
         if cuda_device_count() == 0:
-            raise NoCuda("a gpu worker needs CUDA, and this machine has no usable CUDA device (torch sees none)")
+            raise NoCuda(
+                "a gpu worker needs CUDA, and this machine has no usable CUDA device (torch sees none)"
+            )
     if concurrency is None:
         concurrency = 1 if queue is Queue.GPU else (os.cpu_count() or 1)
     from xorjobs.store.schema import ensure_schema

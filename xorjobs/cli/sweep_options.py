@@ -28,14 +28,19 @@ _SPEC_FIELD_TO_FLAG = {
 
 Variants = Annotated[
     list[str] | None,
-    typer.Option("--variant", "-v", help="nn, wide_deep or backprop; comma list, may repeat [default: all three]"),
+    typer.Option(
+        "--variant", "-v", help="nn, wide_deep or backprop; comma list, may repeat [default: all three]"
+    ),
 ]
 Seeds = Annotated[
     list[str] | None,
-    typer.Option("--seed", "-s", help="Seeds: 777, a comma list, or an inclusive range 1-10; may repeat [default: 777]"),
+    typer.Option(
+        "--seed", "-s", help="Seeds: 777, a comma list, or an inclusive range 1-10; may repeat [default: 777]"
+    ),
 ]
 Lrs = Annotated[
-    list[str] | None, typer.Option("--lr", help="Learning rates, 0 < lr <= 1000; comma list, may repeat [default: 1.0]")
+    list[str] | None,
+    typer.Option("--lr", help="Learning rates, 0 < lr <= 1000; comma list, may repeat [default: 1.0]"),
 ]
 Steps = Annotated[str, typer.Option("--steps", help="Training steps per job (1 to 1,000,000)")]
 LogEvery = Annotated[

@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from math import isfinite
 from collections.abc import Iterator
 from enum import StrEnum
+from math import isfinite
 from typing import NamedTuple
 
 from sqlalchemy import select

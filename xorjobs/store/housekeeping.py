@@ -59,9 +59,10 @@ def delete_sweep(url: str, sweep_id: str, cancel_active: bool = False) -> Delete
         sweep = session.get(Sweep, sweep_id)
         if sweep is None:
             raise NotFound(f"no sweep {sweep_id}")
-        active = session.scalar(
-            select(func.count()).where(Job.sweep_id == sweep_id, Job.state.in_(ACTIVE_STATES))
-        ) or 0
+        active = (
+            session.scalar(select(func.count()).where(Job.sweep_id == sweep_id, Job.state.in_(ACTIVE_STATES)))
+            or 0
+        )
         if active and not cancel_active:
             raise SweepActive(
                 f"sweep {sweep_id} has {active} queued or running job(s); cancel them first "
@@ -107,14 +108,21 @@ def prune_sweeps(url: str, older_than: dt.timedelta, dry_run: bool = False) -> l
     )
     with write_session(url) as session:
         deleted = []
-        for sweep_id, name, created_at, last_finished, active_jobs, job_count in session.execute(candidates).all():
+        for sweep_id, name, created_at, last_finished, active_jobs, job_count in session.execute(
+            candidates
+        ).all():
             if active_jobs or _as_utc(last_finished or created_at) >= cutoff:
                 continue
             if dry_run:
-                costs = session.scalar(
-                    select(func.count()).select_from(Cost).join(Job).where(Job.sweep_id == sweep_id)
-                ) or 0
-                deleted.append(DeletedSweep(sweep_id, name, _as_utc(created_at).isoformat(), job_count, costs, 0))
+                costs = (
+                    session.scalar(
+                        select(func.count()).select_from(Cost).join(Job).where(Job.sweep_id == sweep_id)
+                    )
+                    or 0
+                )
+                deleted.append(
+                    DeletedSweep(sweep_id, name, _as_utc(created_at).isoformat(), job_count, costs, 0)
+                )
             else:
                 jobs, costs = _delete_sweep_rows_in_session(session, sweep_id)
                 deleted.append(DeletedSweep(sweep_id, name, _as_utc(created_at).isoformat(), jobs, costs, 0))
@@ -129,7 +137,7 @@ def _as_utc(moment: dt.datetime) -> dt.datetime:
 
 
 def parse_age(text: str, field: str = "older_than") -> dt.timedelta:
-    """``30d``, ``12h``, ``90m``, ``45s`` or ``2w`` → a timedelta (an InvalidSpec naming ``field`` otherwise)."""
+    """``30d``, ``12h``, ``90m``, ``45s`` or ``2w`` → a timedelta (else an InvalidSpec naming ``field``)."""
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     stripped = text.strip().lower()
     number, unit = stripped[:-1], stripped[-1:]

@@ -75,8 +75,13 @@ def claim_job(url: str, job_id: str, worker: str, lease_seconds: float, max_atte
     with write_session(url) as session:
         job = session.get(Job, job_id)
         if job is None:
-            raise UnknownJob(f"job {job_id} is not in the store {describe(url)} (is this worker on the right store?)")
-        if job.attempt - job.attempts_forgiven >= max_attempts and job.state in (JobState.QUEUED, JobState.RUNNING):
+            raise UnknownJob(
+                f"job {job_id} is not in the store {describe(url)} (is this worker on the right store?)"
+            )
+        if job.attempt - job.attempts_forgiven >= max_attempts and job.state in (
+            JobState.QUEUED,
+            JobState.RUNNING,
+        ):
             _fail_exhausted(session, job, max_attempts, now)
             return None
         row = session.execute(
@@ -106,8 +111,8 @@ def _fail_exhausted(session: Session, job: Job, max_attempts: int, now: dt.datet
         .values(
             state=JobState.FAILED,
             finished_at=now,
-            error=f"max_attempts: the job's worker died or lost it {job.attempt - job.attempts_forgiven} times "
-            f"(limit {max_attempts}); not retried again",
+            error=f"max_attempts: the job's worker died or lost it {job.attempt - job.attempts_forgiven} "
+            f"times (limit {max_attempts}); not retried again",
         )
     )
 
@@ -156,7 +161,9 @@ def record_costs(
 
 def finish_job(url: str, job_id: str, attempt: int, outcome: Outcome) -> None:
     """Write the remaining costs and the result, and mark the job succeeded: all or nothing."""
-    final_value, final_kind = encode_float(outcome.final_cost) if outcome.final_cost is not None else (None, None)
+    final_value, final_kind = (
+        encode_float(outcome.final_cost) if outcome.final_cost is not None else (None, None)
+    )
     with write_session(url) as session:
         _renew(session, job_id, attempt, lease_seconds=0)
         _upsert_costs(session, job_id, attempt, outcome.unwritten_costs)

@@ -85,7 +85,7 @@ def create_sweep(url: str, spec: SweepSpec, idempotency_key: str | None = None) 
         if existing is None:
             raise
         return existing
-    return CreatedSweep(sweep_id, [QueuedJob(row["id"], spec.queue) for row in rows], created=True)
+    return CreatedSweep(sweep_id, [QueuedJob(str(row["id"]), spec.queue) for row in rows], created=True)
 
 
 def _sweep_by_key(url: str, key: str) -> CreatedSweep | None:

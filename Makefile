@@ -1,0 +1,48 @@
+# Everyday commands. `make demo` and `make test` work on a fresh machine: they create .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-all lint typecheck bench services clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch is pinned (the machine has its CPU wheel on disk); pip, not uv, finds it.
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[train,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Train the seed's three scripts on the embedded default (no servers) and print the results.
+demo: $(STAMP)
+	$(VENV)/bin/xorjobs run
+
+## The default test run (the one CI runs): starts Redis/Postgres if they are down.
+test: $(STAMP)
+	./scripts/ensure_services.sh
+	$(PY) -m pytest
+
+## Also the long soak tests.
+test-all: $(STAMP)
+	./scripts/ensure_services.sh
+	$(PY) -m pytest --run-slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy xorjobs api worker models
+
+bench: $(STAMP)
+	./scripts/ensure_services.sh
+	$(PY) -m bench.run_all
+
+services:
+	./scripts/ensure_services.sh
+
+clean:
+	rm -rf $(VENV) .xorjobs .pytest_cache .mypy_cache .ruff_cache

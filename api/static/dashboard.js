@@ -1,0 +1,295 @@
+// The xorjobs dashboard: polls the API's JSON routes every second and redraws in place.
+// Data goes into the page with textContent only (sweep names come from users); no inline script
+// (the Content-Security-Policy forbids it), no third-party code, nothing fetched from another host.
+"use strict";
+
+(() => {
+  const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
+  const TERMINAL = ["succeeded", "failed", "cancelled"];
+  const POLL_MS = 1000;
+  const PLOT_REFRESH_MS = 3000; // while jobs run, their curves grow: redraw the plot this often
+  const MAX_JOB_ROWS = 500;
+  const THRESHOLD = 0.05;
+
+  const $ = (selector) => document.querySelector(selector);
+
+  function element(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (className) node.className = className;
+    return node;
+  }
+
+  async function getJson(path) {
+    const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (response.status === 401) {
+      const here = location.pathname + location.search + location.hash;
+      location.assign("/login?next=" + encodeURIComponent(here));
+      throw new Error("not logged in");
+    }
+    if (!response.ok) throw new Error(path + " answered " + response.status);
+    return response.json();
+  }
+
+  function number(value, digits = 4) {
+    if (value === null || value === undefined) return "–";
+    if (typeof value === "string") return value; // "nan", "inf", "-inf"
+    if (Number.isInteger(value)) return String(value);
+    return Number(value.toPrecision(digits)).toString();
+  }
+
+  function percent(value) {
+    return value === null || value === undefined ? "–" : (100 * value).toFixed(0) + "%";
+  }
+
+  const total = (counts) => STATES.reduce((sum, state) => sum + (counts[state] || 0), 0);
+  const finished = (counts) => TERMINAL.reduce((sum, state) => sum + (counts[state] || 0), 0);
+
+  function countsNode(counts, withIds) {
+    const node = element("span", null, "counts-line");
+    for (const state of STATES) {
+      const count = counts[state] || 0;
+      if (!count && !withIds) continue;
+      const part = element("span", null, "state " + state);
+      part.append(state + " ");
+      const value = element("b", count);
+      if (withIds) value.id = "count-" + state;
+      part.append(value);
+      node.append(part);
+    }
+    if (!node.childNodes.length) node.append("no jobs");
+    return node;
+  }
+
+  function barNode(counts) {
+    const bar = element("div", null, "bar");
+    const all = total(counts) || 1;
+    for (const state of STATES) {
+      if (!counts[state]) continue;
+      const part = element("span", null, "bar-part " + state);
+      part.style.width = (100 * counts[state]) / all + "%";
+      part.title = state + " " + counts[state];
+      bar.append(part);
+    }
+    return bar;
+  }
+
+  function setLive(ok) {
+    const live = $("#live");
+    if (live) live.className = "live " + (ok ? "ok" : "error");
+  }
+
+  // --- the dashboard page ---------------------------------------------------------------------
+
+  const view = { selected: null, signature: null, by: null, plotAt: 0, plotRunning: false };
+
+  function selectedFromHash() {
+    const id = decodeURIComponent(location.hash.slice(1));
+    return id.startsWith("sw-") ? id : null;
+  }
+
+  function renderSweeps(sweeps) {
+    const body = $("#sweeps tbody");
+    body.replaceChildren();
+    $("#no-sweeps").hidden = sweeps.length > 0;
+    for (const sweep of sweeps) {
+      const row = element("tr");
+      row.dataset.sweepId = sweep.sweep_id;
+      if (sweep.sweep_id === view.selected) row.className = "selected";
+      const link = element("a", sweep.sweep_id);
+      link.href = "#" + sweep.sweep_id;
+      const idCell = element("td");
+      idCell.append(link);
+      const countsCell = element("td");
+      countsCell.append(countsNode(sweep.counts, false));
+      const barCell = element("td");
+      barCell.append(barNode(sweep.counts));
+      row.append(
+        idCell,
+        element("td", sweep.name || "–"),
+        element("td", (sweep.created_at || "").slice(0, 19).replace("T", " ")),
+        element("td", sweep.size, "number"),
+        countsCell,
+        barCell,
+      );
+      row.addEventListener("click", () => {
+        location.hash = sweep.sweep_id;
+      });
+      body.append(row);
+    }
+  }
+
+  function summaryHeader(by, threshold) {
+    const names = [...by, "jobs", "succeeded", "failed", "solve rate [95% CI]", "final cost mean ± std",
+      "final cost median", "median steps to cost < " + number(threshold) + " (converged)", "diverged"];
+    const row = element("tr");
+    for (const name of names) row.append(element("th", name));
+    return row;
+  }
+
+  function renderSummary(summary) {
+    $("#threshold").textContent = number(summary.threshold);
+    $("#summary thead").replaceChildren(summaryHeader(summary.by, summary.threshold));
+    const body = $("#summary tbody");
+    body.replaceChildren();
+    for (const group of summary.groups) {
+      const row = element("tr");
+      for (const name of summary.by) row.append(element("td", group[name]));
+      const interval = group.solve_rate_ci
+        ? " [" + percent(group.solve_rate_ci[0]) + ", " + percent(group.solve_rate_ci[1]) + "]"
+        : "";
+      const spread = group.final_cost_std === null ? "" : " ± " + number(group.final_cost_std, 2);
+      row.append(
+        element("td", group.jobs, "number"),
+        element("td", group.succeeded, "number"),
+        element("td", group.failed, "number"),
+        element("td", percent(group.solve_rate) + interval, "number"),
+        element("td", number(group.final_cost_mean) + spread, "number"),
+        element("td", number(group.final_cost_median), "number"),
+        element("td", number(group.steps_to_converge_median) + " (" + group.converged + ")", "number"),
+        element("td", group.diverged, "number"),
+      );
+      body.append(row);
+    }
+  }
+
+  function renderJobs(jobs) {
+    const body = $("#jobs tbody");
+    body.replaceChildren();
+    for (const job of jobs.slice(0, MAX_JOB_ROWS)) {
+      const link = element("a", job.id);
+      link.href = "/ui/jobs/" + encodeURIComponent(job.id);
+      const idCell = element("td");
+      idCell.append(link);
+      const row = element("tr");
+      row.append(
+        idCell,
+        element("td", job.variant),
+        element("td", job.seed, "number"),
+        element("td", number(job.lr), "number"),
+        element("td", job.state, "state " + job.state),
+        element("td", number(job.final_cost), "number"),
+        element("td", number(job.accuracy), "number"),
+      );
+      body.append(row);
+    }
+    if (jobs.length > MAX_JOB_ROWS) {
+      const row = element("tr");
+      const cell = element("td", "… and " + (jobs.length - MAX_JOB_ROWS) + " more (see xorjobs results)");
+      cell.colSpan = 7;
+      row.append(cell);
+      body.append(row);
+    }
+  }
+
+  function refreshPlot(sweepId) {
+    const by = encodeURIComponent($("#by").value);
+    $("#plot").src = "/sweeps/" + encodeURIComponent(sweepId) + "/plot.png?by=" + by + "&threshold=" + THRESHOLD
+      + "&t=" + Date.now();
+    view.plotAt = Date.now();
+  }
+
+  async function refreshDetails(sweepId) {
+    const by = $("#by").value;
+    const query = "?by=" + encodeURIComponent(by) + "&threshold=" + THRESHOLD;
+    const base = "/sweeps/" + encodeURIComponent(sweepId);
+    const [summary, status] = await Promise.all([getJson(base + "/summary" + query), getJson(base)]);
+    if (sweepId !== view.selected) return;
+    renderSummary(summary);
+    renderJobs(status.jobs);
+  }
+
+  async function showSweep(sweep) {
+    $("#sweep").hidden = false;
+    $("#sweep-id").textContent = sweep.sweep_id;
+    $("#sweep-name").textContent = sweep.name ? "(" + sweep.name + ")" : "";
+    $("#sweep-counts").replaceChildren(countsNode(sweep.counts, true));
+    $("#sweep-bar").replaceChildren(barNode(sweep.counts));
+    const done = finished(sweep.counts) >= total(sweep.counts);
+    $("#sweep").dataset.done = String(done);
+    const signature = sweep.sweep_id + JSON.stringify(sweep.counts) + $("#by").value;
+    const changed = signature !== view.signature;
+    if (changed || (!done && Date.now() - view.plotAt >= PLOT_REFRESH_MS)) refreshPlot(sweep.sweep_id);
+    if (changed) {
+      await refreshDetails(sweep.sweep_id);
+      view.signature = signature; // only once the details for it are shown
+    }
+  }
+
+  async function dashboardTick() {
+    const { sweeps } = await getJson("/sweeps?limit=25");
+    view.selected = selectedFromHash() || view.selected || (sweeps[0] && sweeps[0].sweep_id) || null;
+    renderSweeps(sweeps);
+    if (!view.selected) return;
+    const sweep = sweeps.find((item) => item.sweep_id === view.selected)
+      || (await getJson("/sweeps/" + encodeURIComponent(view.selected)));
+    await showSweep(sweep);
+  }
+
+  // --- the job page ---------------------------------------------------------------------------
+
+  const RECORD_FIELDS = ["id", "sweep_id", "state", "variant", "seed", "lr", "steps", "log_every", "device",
+    "final_cost", "accuracy", "hypothesis", "predicted", "attempt", "worker", "device_name", "torch_version",
+    "created_at", "started_at", "finished_at", "duration_seconds", "error"];
+  const jobView = { state: null, plotAt: 0 };
+
+  function renderRecord(job) {
+    const body = $("#record tbody");
+    body.replaceChildren();
+    for (const field of RECORD_FIELDS) {
+      let value = job[field];
+      if (Array.isArray(value)) value = "[" + value.map((item) => number(item)).join(", ") + "]";
+      else if (typeof value === "number") value = number(value, 6);
+      const row = element("tr");
+      row.append(element("th", field), element("td", value === null || value === undefined ? "–" : value));
+      if (field === "error" && value) row.className = "error";
+      body.append(row);
+    }
+  }
+
+  async function jobTick() {
+    const jobId = document.body.dataset.jobId;
+    const job = await getJson("/jobs/" + encodeURIComponent(jobId));
+    renderRecord(job);
+    const running = !TERMINAL.includes(job.state);
+    if (job.state !== jobView.state || (running && Date.now() - jobView.plotAt >= PLOT_REFRESH_MS)) {
+      $("#plot").src = "/jobs/" + encodeURIComponent(jobId) + "/plot.png?t=" + Date.now();
+      jobView.plotAt = Date.now();
+    }
+    jobView.state = job.state;
+    $("#back").href = "/#" + job.sweep_id;
+    return running;
+  }
+
+  // --- polling: one request at a time, every POLL_MS ------------------------------------------
+
+  function poll(tick) {
+    const run = async () => {
+      let again = true;
+      try {
+        again = (await tick()) !== false;
+        setLive(true);
+      } catch (error) {
+        setLive(false);
+        console.warn(error);
+      }
+      if (again) setTimeout(run, POLL_MS);
+    };
+    run();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    if (document.body.dataset.page === "dashboard") {
+      window.addEventListener("hashchange", () => {
+        view.selected = selectedFromHash();
+        view.signature = null;
+      });
+      $("#by").addEventListener("change", () => {
+        view.signature = null;
+      });
+      poll(dashboardTick);
+    } else if (document.body.dataset.page === "job") {
+      poll(jobTick);
+    }
+  });
+})();
