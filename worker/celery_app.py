@@ -5,15 +5,27 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
-from worker.recovery import RecoveryLoop
+from worker.recovery import start_recovery_process
 from xorjobs.queue import get_celery
-from xorjobs.settings import get_settings
+from xorjobs.store.engine import dispose_engines
 
 log = logging.getLogger(__name__)
 app = get_celery()
-_recovery: list[RecoveryLoop] = []
+# A pool child must say it is up within this many seconds or billiard kills it (default 4 s); on a
+# busy 2-core machine a fork plus first use of torch can take longer.
+app.conf.worker_proc_alive_timeout = 60
+
+
+def preload_torch() -> None:
+    """Import torch in the main process, before the pool forks, so every child starts at once.
+
+    Importing torch does not initialise CUDA (that happens on first use, inside the training child),
+    so forking afterwards stays safe (pytorch#40403 is about *initialised* CUDA).
+    """
+    import torch  # noqa: F401
+_recovery: list[Any] = []
 
 
 def limit_torch_threads() -> None:
@@ -29,17 +41,23 @@ def _on_child_start(**_: Any) -> None:
     limit_torch_threads()
 
 
+@worker_init.connect
+def _on_worker_init(**_: Any) -> None:
+    preload_torch()
+    # Pool children are forked from this process: it must hold no database connection when they are
+    # (a SQLite connection's lock state, or a Postgres socket, must never be shared across fork).
+    dispose_engines()
+
+
 @worker_ready.connect
 def _on_worker_ready(**_: Any) -> None:
-    loop = RecoveryLoop(get_settings(), app)
-    loop.start()
-    _recovery.append(loop)
+    _recovery.append(start_recovery_process())
 
 
 @worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
-    for loop in _recovery:
-        loop.stop()
+    for process in _recovery:
+        process.terminate()
 
 
 import worker.tasks  # noqa: E402,F401  (registers the task on the app)

@@ -1,8 +1,11 @@
-"""The recovery loop that runs in every worker's main process.
+"""The recovery loop that runs beside every worker.
 
-Why in every worker: recovery then needs no extra service (no beat to forget to deploy), it runs
+Why beside every worker: recovery then needs no extra service (no beat to forget to deploy), it runs
 wherever jobs can run, and the conditional updates in ``xorjobs.store.recovery`` make many reapers safe
-(each expired job is re-queued by exactly one of them). Each pass:
+(each expired job is re-queued by exactly one of them). A prefork worker runs it in a *spawned* process
+of its own, not a thread of the main process: the main process forks pool children at any time, and a
+child forked while a thread held a SQLite connection (or a lock) inherits SQLite's in-memory lock state
+and then reports "database is locked" forever (seen in the poison-job test). Each pass:
 1. re-queues jobs whose lease expired (their worker died) or fails them after max_attempts;
 2. notices a Redis restart (its ``run_id`` changes; without persistence it lost every message) and
    marks the queued jobs unpublished;
@@ -12,6 +15,8 @@ wherever jobs can run, and the conditional updates in ``xorjobs.store.recovery``
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 
 from celery import Celery
@@ -79,3 +84,27 @@ class RecoveryLoop(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+
+
+def _recovery_process_main(parent_pid: int) -> None:
+    """Entry point of the spawned recovery process: loop until the worker that started it is gone."""
+    from xorjobs.queue import make_celery
+    from xorjobs.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/recovery] %(message)s")
+    settings = get_settings()
+    loop = RecoveryLoop(settings, make_celery(settings))
+    loop.start()
+    while os.getppid() == parent_pid:
+        loop.join(timeout=1.0)
+    loop.stop()
+
+
+def start_recovery_process() -> multiprocessing.process.BaseProcess:
+    """Start the recovery loop in a fresh (spawned, not forked) process; it exits with its parent."""
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(
+        target=_recovery_process_main, args=(os.getpid(),), name="xorjobs-recovery", daemon=True
+    )
+    process.start()
+    return process

@@ -11,6 +11,8 @@ import traceback
 from dataclasses import dataclass
 from enum import StrEnum
 
+from worker.faults import fault_point
+from worker.liveness import holder_is_dead
 from xorjobs.settings import Settings
 from xorjobs.store.lifecycle import (
     Claim,
@@ -55,10 +57,13 @@ def run_job(job_id: str, worker_name: str, settings: Settings) -> RunOutcome:
     """Run one job to a terminal state (or find it needs nothing). Raises UnknownJob for a foreign id."""
     url = settings.resolved_database_url
     ensure_schema(url)
-    claim = claim_job(url, job_id, worker_name, settings.lease_seconds, settings.max_attempts)
+    claim = claim_job(
+        url, job_id, worker_name, settings.lease_seconds, settings.max_attempts, holder_is_dead=holder_is_dead
+    )
     if claim is None:
         log.info("job %s: nothing to claim (duplicate delivery, finished, or cancelled)", job_id)
         return RunOutcome.SKIPPED
+    fault_point("after_claim", claim.seed, claim.attempt)
     ACTIVE_CLAIMS.add((claim.job_id, claim.attempt))
     try:
         return _train_and_persist(claim, url, settings)
@@ -77,6 +82,7 @@ def _train_and_persist(claim: Claim, url: str, settings: Settings) -> RunOutcome
         text = _describe_failure(error)
         log.error("job %s attempt %d failed: %s", job_id, claim.attempt, text)
         return RunOutcome.FAILED if fail_job(url, job_id, claim.attempt, text) else RunOutcome.FENCED
+    fault_point("before_final_commit", claim.seed, claim.attempt)
     try:
         finish_job(url, job_id, claim.attempt, outcome)
     except LeaseLost:

@@ -34,6 +34,13 @@ def get_engine(url: str) -> Engine:
     return _engines[key]
 
 
+def dispose_engines() -> None:
+    """Close every pooled connection of this process (before it forks children)."""
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+
+
 def describe(url: str) -> str:
     """The store's URL without its password, for messages."""
     return make_url(url).render_as_string(hide_password=True)

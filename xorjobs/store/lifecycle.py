@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -61,32 +61,42 @@ class Outcome:
     torch_version: str
 
 
-def claim_job(url: str, job_id: str, worker: str, lease_seconds: float, max_attempts: int) -> Claim | None:
-    """Atomically take a job that is queued (or running with an expired lease) and bump its attempt.
+def claim_job(
+    url: str,
+    job_id: str,
+    worker: str,
+    lease_seconds: float,
+    max_attempts: int,
+    holder_is_dead: Callable[[str], bool] = lambda _worker: False,
+) -> Claim | None:
+    """Atomically take a job that is queued (or running but orphaned) and bump its attempt.
 
-    Returns None when there is nothing to do: the job is already running elsewhere, finished, cancelled,
-    or was failed here for having used up its attempts. Raises UnknownJob when the store has no such job.
+    A running job is orphaned when its lease ran out, or when ``holder_is_dead(worker)`` says its holder
+    is gone: a worker knows that of a training process on its own machine killed mid-job (whose message
+    Celery redelivers at once), and then takes over without waiting for the lease.
+
+    Returns None when there is nothing to do: the job is running elsewhere, finished, cancelled, or was
+    failed here for having used up its attempts. Raises UnknownJob when the store has no such job.
     """
     now = utcnow()
-    claimable = or_(
-        Job.state == JobState.QUEUED,
-        and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now),
-    )
     with write_session(url) as session:
         job = session.get(Job, job_id)
         if job is None:
             raise UnknownJob(
                 f"job {job_id} is not in the store {describe(url)} (is this worker on the right store?)"
             )
-        if job.attempt - job.attempts_forgiven >= max_attempts and job.state in (
-            JobState.QUEUED,
-            JobState.RUNNING,
-        ):
+        orphaned = job.state == JobState.RUNNING and (
+            (job.lease_expires_at is not None and job.lease_expires_at < now)
+            or (job.worker is not None and holder_is_dead(job.worker))
+        )
+        if job.state != JobState.QUEUED and not orphaned:
+            return None
+        if job.attempt - job.attempts_forgiven >= max_attempts:
             _fail_exhausted(session, job, max_attempts, now)
             return None
         row = session.execute(
             update(Job)
-            .where(Job.id == job_id, claimable, Job.attempt == job.attempt)
+            .where(Job.id == job_id, Job.state == job.state, Job.attempt == job.attempt)
             .values(
                 state=JobState.RUNNING,
                 attempt=Job.attempt + 1,
@@ -103,8 +113,6 @@ def claim_job(url: str, job_id: str, worker: str, lease_seconds: float, max_atte
 
 
 def _fail_exhausted(session: Session, job: Job, max_attempts: int, now: dt.datetime) -> None:
-    if job.state == JobState.RUNNING and job.lease_expires_at is not None and job.lease_expires_at >= now:
-        return  # alive elsewhere: leave it be
     session.execute(
         update(Job)
         .where(Job.id == job.id, Job.attempt == job.attempt, Job.state == job.state)
