@@ -15,30 +15,32 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import train  # noqa: E402
-from models.packed import train_packed  # noqa: E402
+from models import train
+from models.packed import train_packed
 
 RESULTS = Path(__file__).resolve().parent / "results" / "packed_trainer.json"
 FULL_STEPS = 10001
 LRS = (0.01, 0.1, 0.5, 1.0, 5.0)
 
 
-def _cpu_seconds(run: object, repeats: int) -> float:
+def _cpu_seconds(run: Callable[[], None], repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.process_time()
-        run()  # type: ignore[operator]
+        run()
         best = min(best, time.process_time() - start)
     return best
 
 
-def measure(variant: str, sizes: list[int], steps: int, solo_jobs: int, repeats: int) -> dict[str, object]:
+def measure(variant: str, sizes: list[int], steps: int, solo_jobs: int, repeats: int) -> dict[str, Any]:
     """Per-step seconds for solo and for each pack size; a pack's set-up (init, final forward) is timed
     by a 0-step run and taken off."""
     torch.set_num_threads(1)
@@ -49,7 +51,7 @@ def measure(variant: str, sizes: list[int], steps: int, solo_jobs: int, repeats:
             train(variant, seed, lr, steps=steps, log_every=100)
 
     solo_step = _cpu_seconds(solo, repeats) / (steps * solo_jobs)
-    rows = []
+    rows: list[dict[str, float]] = []
     for size in sizes:
         seeds = list(range(size))
         lrs = [LRS[s % len(LRS)] for s in seeds]
@@ -85,7 +87,7 @@ def main() -> None:
     parser.add_argument("--solo-jobs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    report = {
+    report: dict[str, Any] = {
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
@@ -98,13 +100,13 @@ def main() -> None:
     }
     for variant in args.variants:
         result = measure(variant, args.sizes, args.steps, args.solo_jobs, args.repeats)
-        report["results"].append(result)  # type: ignore[attr-defined]
+        report["results"].append(result)
         print(
             f"\n{variant}: solo {result['solo_step_ms']:.4f} ms/step,"
             f" {result['solo_jobs_per_s_full']:.3f} jobs/s at {FULL_STEPS} steps (1 process)"
         )
         print(f"{'pack':>6} {'ms/step':>9} {'setup ms/job':>12} {'jobs/s':>9} {'x solo':>8}")
-        for row in result["packs"]:  # type: ignore[union-attr]
+        for row in result["packs"]:
             print(
                 f"{row['pack_size']:>6} {row['step_ms']:>9.3f} {row['setup_ms_per_job']:>12.3f}"
                 f" {row['jobs_per_s_full']:>9.2f} {row['speedup_vs_solo']:>8.1f}"

@@ -22,8 +22,9 @@ magnitudes:
   about 4% of inputs. ATen's ``vectorized_loop`` handles ``2 * Vectorized<float>::size()`` elements per
   iteration (16 with AVX2, 32 with AVX-512) and leaves the rest to the scalar path: of a solo 4x10
   activation the first 32 elements are vector, the last 8 scalar; a 4x2 or 4x1 one is all scalar. Here
-  the vector ones are computed over a flat buffer padded to that chunk (every element vectorised) and
-  the scalar ones over a stride-2 copy, which ATen can only run through its scalar ``basic_loop``.
+  (jobs last, see below) the solo vector elements of all jobs form a prefix of the flat buffer whose
+  length is a multiple of that chunk, run through the vectorised loop in one single-threaded call, and
+  the scalar ones go through a stride-2 copy, which ATen can only run through its scalar ``basic_loop``.
 * **BCELoss** is a scalar-only kernel (``std::log``/``std::log1p``) whatever the layout, so it is called
   as is with ``reduction='none'``; its mean is a sequential sum of the 4 losses divided by 4. Its
   backward is ``(p - y) / max((1 - p) * p, 1e-12) / 4``; ``sigmoid_backward`` is ``g * (1 - y) * y``;
@@ -33,6 +34,12 @@ magnitudes:
   the same single-rounding FMA, with a per-job ``alpha``.
 * The backprop script's ``torch.exp``/``torch.log`` go to MKL VML, whose result per element does not
   depend on the length or layout of the tensor, so they are used as the script uses them.
+
+Layout and speed: the job dimension is the last one everywhere (activations (4, units, J), weights
+(in, out, J), all parameters in one (rows, J) buffer), so every op runs over contiguous rows of jobs and
+the optimiser step is a single ``addcmul_``. The ``nn``/``wide_deep`` step is recorded once as a list
+of ops on persistent buffers with all views precomputed, then replayed: eager slicing would otherwise
+cost more than the arithmetic for packs of up to a few hundred jobs.
 
 Everything here is elementwise per job, so a member that diverges (inf, NaN) never touches the others.
 All of this is specific to the machine's kernels: ``packing_is_exact`` re-checks it at start-up against
@@ -116,27 +123,43 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _scalar_sigmoid(t: Tensor) -> Tensor:
-    """``torch.sigmoid`` through its scalar lambda ``1 / (1 + std::exp(-a))`` (glibc ``expf``).
+def _now(fn: Callable[..., object], *args: object, **kwargs: object) -> None:
+    """Run an op right away (the counterpart of recording it in a ``_Program``)."""
+    fn(*args, **kwargs)
 
-    A stride-2 input is neither contiguous nor a broadcast scalar, so ``cpu_kernel_vec`` runs its
-    ``basic_loop`` for every element: the path a solo tensor's tail (or a whole 4x2/4x1 tensor) takes.
+
+class _Program:
+    """A fixed sequence of tensor ops on persistent buffers, recorded once and replayed every step.
+
+    Every view an op needs is made while recording, so a step is just the ops themselves: for small
+    packs the Python and view-making overhead of ~150 slicing calls per step would otherwise dominate.
     """
-    spread = torch.empty((*t.shape, 2), dtype=t.dtype)
-    spread[..., 0] = t
-    return torch.sigmoid(spread[..., 0])
+
+    def __init__(self) -> None:
+        self._ops: list[tuple[Callable[..., object], tuple[object, ...], dict[str, object]]] = []
+
+    def __call__(self, fn: Callable[..., object], *args: object, **kwargs: object) -> None:
+        self._ops.append((fn, args, kwargs))
+
+    def run(self) -> None:
+        for fn, args, kwargs in self._ops:
+            fn(*args, **kwargs)
 
 
-def _sum4(t: Tensor, out: Tensor) -> Tensor:
+_Emit = Callable[..., None]
+
+
+def _sum4(t: Tensor, out: Tensor, emit: _Emit = _now) -> Tensor:
     """Sum over the leading sample dimension of size 4 as ``((s0 + s1) + s2) + s3``, into ``out``.
 
     The order measured for every 4-term reduction the solo runs do: the ``mm`` giving weight gradients
     (sum over the batch), the bias gradient (``sum_to_size`` over the batch), ``BCELoss``'s and the
     backprop script's ``mean`` and ``mean(d_b, 0)``.
     """
-    torch.add(t[0], t[1], out=out)
-    out.add_(t[2])
-    return out.add_(t[3])
+    emit(torch.add, t[0], t[1], out=out)
+    emit(Tensor.add_, out, t[2])
+    emit(Tensor.add_, out, t[3])
+    return out
 
 
 class _Scratch:
@@ -162,40 +185,43 @@ class _Scratch:
 # MKL's small kernels round each product (measured: a fused candidate matched 96% of elements, the
 # unfused one 100%). Addition being commutative, only the tree matters, not the operand order.
 
-_Tree = Callable[[Tensor, Tensor, _Scratch], None]
+_Tree = Callable[[Tensor, Tensor, _Scratch, _Emit], None]
 
 
-def _sum2(p: Tensor, out: Tensor, scratch: _Scratch) -> None:
+def _sum2(p: Tensor, out: Tensor, scratch: _Scratch, emit: _Emit) -> None:
     """K = 2 (``nn``'s layers, ``wide_deep``'s first, the backprop script's): ``p0 + p1``."""
-    torch.add(p[0], p[1], out=out)
+    emit(torch.add, p[0], p[1], out=out)
 
 
-def _sum10_aligned(p: Tensor, out: Tensor, scratch: _Scratch) -> None:
+def _sum10_aligned(p: Tensor, out: Tensor, scratch: _Scratch, emit: _Emit) -> None:
     """K = 10 dot product read from a 16-byte aligned row (rows 0 and 2 of a fresh 4x10 input).
 
     MKL loads k0..k7 into one 8-lane register, folds it in halves ((k0+k4), (k1+k5), (k2+k6), (k3+k7),
     then (k0+k4)+(k2+k6) and (k1+k5)+(k3+k7), then their sum) and adds the tail k8, then k9.
     """
-    lanes = torch.add(p[0:4], p[4:8], out=scratch("lanes", 4, *p.shape[1:]))
-    halves = torch.add(lanes[0:2], lanes[2:4], out=scratch("halves", 2, *p.shape[1:]))
-    torch.add(halves[0], halves[1], out=out)
-    out.add_(p[8])
-    out.add_(p[9])
+    lanes = scratch("lanes", 4, *p.shape[1:])
+    emit(torch.add, p[0:4], p[4:8], out=lanes)
+    halves = scratch("halves", 2, *p.shape[1:])
+    emit(torch.add, lanes[0:2], lanes[2:4], out=halves)
+    emit(torch.add, halves[0], halves[1], out=out)
+    emit(Tensor.add_, out, p[8])
+    emit(Tensor.add_, out, p[9])
 
 
-def _sum10_peeled(p: Tensor, out: Tensor, scratch: _Scratch) -> None:
+def _sum10_peeled(p: Tensor, out: Tensor, scratch: _Scratch, emit: _Emit) -> None:
     """K = 10 dot product read from a row at 8 mod 16 bytes (rows 1 and 3), and every row when N = 1.
 
     MKL first adds k0 + k1 (peeling to alignment), adds that into lane 0 of the register holding
     k2..k9, then folds the register in halves as above: lanes (k2+(k0+k1))+k6, k3+k7, k4+k8, k5+k9.
     """
     lanes = scratch("lanes", 4, *p.shape[1:])
-    torch.add(p[3:6], p[7:10], out=lanes[1:4])
-    torch.add(p[0], p[1], out=lanes[0])
-    lanes[0].add_(p[2])
-    lanes[0].add_(p[6])
-    halves = torch.add(lanes[0:2], lanes[2:4], out=scratch("halves", 2, *p.shape[1:]))
-    torch.add(halves[0], halves[1], out=out)
+    emit(torch.add, p[3:6], p[7:10], out=lanes[1:4])
+    emit(torch.add, p[0], p[1], out=lanes[0])
+    emit(Tensor.add_, lanes[0], p[2])
+    emit(Tensor.add_, lanes[0], p[6])
+    halves = scratch("halves", 2, *p.shape[1:])
+    emit(torch.add, lanes[0:2], lanes[2:4], out=halves)
+    emit(torch.add, halves[0], halves[1], out=out)
 
 
 # (K, N) -> (tree for input rows 0 and 2, tree for rows 1 and 3) of ``addmm(b, x, W.t())``; the bias is
@@ -209,37 +235,38 @@ _FORWARD_TREES: dict[tuple[int, int], tuple[_Tree, _Tree]] = {
 }
 
 
-def _grad_input_10x10(r: Tensor, out: Tensor, scratch: _Scratch) -> None:
-    """``grad.mm(W)`` for a 4x10 grad and a 10x10 W, from ``r[u, i, k] = g[i, u] * W[u, k]``.
+def _grad_input_sequential(r: Tensor, out: Tensor, scratch: _Scratch, emit: _Emit) -> None:
+    """``grad.mm(W)`` for a 4x10 grad and a 10x10 W, rows 0 and 2, from ``r[u, i, k] = g[i, u] * W[u, k]``:
+    MKL sums u sequentially."""
+    emit(torch.add, r[0], r[1], out=out)
+    for u in range(2, r.shape[0]):
+        emit(Tensor.add_, out, r[u])
 
-    MKL sums u sequentially, except for output columns 0 and 1 of rows 1 and 3 (the misaligned rows'
-    peeled columns), where it keeps two partial sums, ((r0+r1)+r2)+r3 and ((r4+r5)+r6)+r7, adds them,
-    then r8, then r9.
+
+def _grad_input_peeled(r: Tensor, out: Tensor, scratch: _Scratch, emit: _Emit) -> None:
+    """``grad.mm(W)`` as above for rows 1 and 3 (the rows at 8 mod 16 bytes).
+
+    Sequential too, except for output columns 0 and 1 (the peeled ones), where MKL keeps two partial
+    sums, ((r0+r1)+r2)+r3 and ((r4+r5)+r6)+r7, adds them, then r8, then r9.
     """
-    torch.add(r[0], r[1], out=out)
-    out.add_(r[2])
-    out.add_(r[3])
-    peeled = scratch("peeled", 2, 2, r.shape[-1])
-    peeled.copy_(out[1::2, 0:2])
+    _sum4(r[0:4], out, emit)
+    peeled = scratch("peeled", *out[:, 0:2].shape)
+    emit(Tensor.copy_, peeled, out[:, 0:2])
     for u in range(4, 10):
-        out.add_(r[u])
-    odd = r[:, 1::2, 0:2]
-    tail = _sum4(odd[4:8], out=scratch("tail", 2, 2, r.shape[-1]))
-    peeled.add_(tail)
-    peeled.add_(odd[8])
-    peeled.add_(odd[9])
-    out[1::2, 0:2] = peeled
+        emit(Tensor.add_, out, r[u])
+    columns = r[:, :, 0:2]
+    emit(Tensor.add_, peeled, _sum4(columns[4:8], scratch("tail", *peeled.shape), emit))
+    emit(Tensor.add_, peeled, columns[8])
+    emit(Tensor.add_, peeled, columns[9])
+    emit(Tensor.copy_, out[:, 0:2], peeled)
 
 
-def _grad_input_single(r: Tensor, out: Tensor, scratch: _Scratch) -> None:
-    """``grad.mm(W)`` with one output unit: each element is a single rounded product."""
-    out.copy_(r[0])
+_ALL_ROWS, _EVEN_ROWS, _ODD_ROWS = slice(None), slice(0, 4, 2), slice(1, 4, 2)
 
-
-_GRAD_INPUT_TREES: dict[tuple[int, int], _Tree] = {
-    (10, 10): _grad_input_10x10,
-    (10, 1): _grad_input_single,
-    (2, 1): _grad_input_single,
+# (K, N) -> (tree for rows 0 and 2, tree for rows 1 and 3) of ``grad.mm(W)`` (N > 1; with N = 1 every
+# element is one rounded product).
+_GRAD_INPUT_TREES: dict[tuple[int, int], tuple[_Tree, _Tree]] = {
+    (10, 10): (_grad_input_sequential, _grad_input_peeled),
 }
 
 
@@ -318,8 +345,14 @@ class _SequentialPack:
         self.chunk = _vector_chunk()
         self.scratch = _Scratch()
         self.h = [torch.empty(4, n, jobs) for _, n in shapes]  # activations, read by the backward pass
+        self.prod_size = max(4 * k * n for k, n in shapes) * jobs
+        self.one = torch.ones(())
+        self.acts = [self.x, *self.h]
+        self._forward, self._step = _Program(), _Program()
+        self._record_forward(self._forward)
+        self._record_step(self._step)
 
-    def _sigmoid(self, z: Tensor, h: Tensor) -> Tensor:
+    def _record_sigmoid(self, emit: _Emit, z: Tensor, h: Tensor) -> None:
         """Sigmoid of a (4, n, J) pre-activation into ``h``, each element on its solo path.
 
         Solo element (i, u) has flat index i*n + u; here its J copies sit at flat [(i*n + u)*J, +J), so
@@ -329,31 +362,40 @@ class _SequentialPack:
         vector_end = (4 * n) // self.chunk * self.chunk * jobs  # a multiple of the chunk: no tail
         flat, out = z.view(-1), h.view(-1)
         if vector_end:
-            torch.sigmoid(flat[:vector_end], out=out[:vector_end])
+            emit(torch.sigmoid, flat[:vector_end], out=out[:vector_end])
         if vector_end < flat.numel():
-            # A stride-2 copy: see _scalar_sigmoid.
+            # The scalar lambda 1 / (1 + std::exp(-a)) (glibc expf): a stride-2 input is neither
+            # contiguous nor a broadcast scalar, so cpu_kernel_vec runs its basic_loop for every element.
             spread = self.scratch("spread", flat.numel() - vector_end, 2)
-            spread[:, 0] = flat[vector_end:]
-            torch.sigmoid(spread[:, 0], out=out[vector_end:])
-        return h
+            emit(Tensor.copy_, spread[:, 0], flat[vector_end:])
+            emit(torch.sigmoid, spread[:, 0], out=out[vector_end:])
+
+    def _record_forward(self, emit: _Emit) -> None:
+        """``model(x)`` for every job: activations into ``self.h``."""
+        scratch, jobs = self.scratch, self.jobs
+        for (k, n), a, w, b, h in zip(self.shapes, self.acts[:-1], self.w, self.b, self.h, strict=True):
+            z = scratch("z", 4, n, jobs)
+            even, odd = _FORWARD_TREES[(k, n)]
+            # The rows with the same MKL order are done together (for a 10x10 layer the two row
+            # parities in turn, which also keeps the product buffer within the L2 cache).
+            passes = [(_ALL_ROWS, even)] if even is odd else [(_EVEN_ROWS, even), (_ODD_ROWS, odd)]
+            for rows, tree in passes:
+                ai = a[rows]
+                # p[k, i, u, j] = x_j[i, k] * W_j[u, k]: MKL's rounded products.
+                p = self._prod(k, ai.shape[0], n)
+                emit(torch.mul, ai.permute(1, 0, 2).unsqueeze(2), w.unsqueeze(1), out=p)
+                tree(p, z[rows], scratch, emit)
+            emit(Tensor.add_, z, b)
+            self._record_sigmoid(emit, z, h)
+
+    def _prod(self, *shape: int) -> Tensor:
+        """The one product buffer (forward products, then weight- and input-gradient products)."""
+        return self.scratch("prod", self.prod_size)[: math.prod(shape) * self.jobs].view(*shape, self.jobs)
 
     def forward(self) -> list[Tensor]:
         """Activations (4, units, J) of every layer, input first: what ``model(x)`` gives each job."""
-        acts = [self.x]
-        scratch, jobs = self.scratch, self.jobs
-        for (k, n), w, b, h in zip(self.shapes, self.w, self.b, self.h, strict=True):
-            # p[k, i, u, j] = x_j[i, k] * W_j[u, k]: MKL's rounded products.
-            p = torch.mul(acts[-1].permute(1, 0, 2).unsqueeze(2), w.unsqueeze(1), out=scratch("p", k, 4, n, jobs))
-            z = scratch("z", 4, n, jobs)
-            even, odd = _FORWARD_TREES[(k, n)]
-            if even is odd:
-                even(p, z, scratch)
-            else:
-                even(p[:, 0::2], z[0::2], scratch)
-                odd(p[:, 1::2], z[1::2], scratch)
-            z.add_(b)
-            acts.append(self._sigmoid(z, h))
-        return acts
+        self._forward.run()
+        return self.acts
 
     def hypothesis(self, acts: list[Tensor]) -> Tensor:
         return acts[-1][:, 0, :]
@@ -365,28 +407,57 @@ class _SequentialPack:
         loss = F.binary_cross_entropy(h, self.y[:, 0, :].expand_as(h), reduction="none")
         return _sum4(loss, out=torch.empty(self.jobs)) / 4
 
-    def step(self, acts: list[Tensor]) -> None:
+    def _record_step(self, emit: _Emit) -> None:
         """``cost.backward(); optimizer.step()`` for every job."""
-        scratch, jobs = self.scratch, self.jobs
-        h = acts[-1]
-        # binary_cross_entropy_backward with grad_output 1 and reduction mean.
-        grad = ((h - self.y) / torch.clamp_min((1 - h) * h, _BCE_EPSILON)) / 4
+        scratch, jobs, one = self.scratch, self.jobs, self.one
+        h = self.h[-1]
+        # binary_cross_entropy_backward with grad_output 1 and reduction mean:
+        # grad * (p - y) / max((1 - p) * p, EPSILON), then / numel.
+        grad = scratch("bce", 4, 1, jobs)
+        emit(torch.sub, h, self.y, out=grad)
+        denominator = scratch("bce_d", 4, 1, jobs)
+        emit(torch.sub, one, h, out=denominator)
+        emit(Tensor.mul_, denominator, h)
+        emit(Tensor.clamp_min_, denominator, _BCE_EPSILON)
+        emit(Tensor.div_, grad, denominator)
+        emit(Tensor.div_, grad, 4)
         for layer in reversed(range(len(self.w))):
-            (k, n), a, h, w = self.shapes[layer], acts[layer], acts[layer + 1], self.w[layer]
-            # sigmoid_backward: grad * (1 - h) * h. The negation and "+ 1" round once, like "1 - h".
-            gz = torch.neg(h, out=scratch("gz", 4, n, jobs)).add_(1).mul_(grad).mul_(h)
-            _sum4(gz, out=self.gb[layer])
-            # W.grad = grad.t().mm(input): q[i, k, u, j] = x_j[i, k] * g_j[i, u], summed over i.
-            q = torch.mul(a.unsqueeze(2), gz.unsqueeze(1), out=scratch("q", 4, k, n, jobs))
-            _sum4(q, out=self.gw[layer])
-            if layer > 0:
-                # input.grad = grad.mm(W): r[u, i, k, j] = g_j[i, u] * W_j[u, k], summed over u.
-                r = torch.mul(
-                    gz.permute(1, 0, 2).unsqueeze(2), w.permute(1, 0, 2).unsqueeze(1), out=scratch("r", n, 4, k, jobs)
-                )
-                grad = scratch("grad_in", 4, k, jobs)
-                _GRAD_INPUT_TREES[(k, n)](r, grad, scratch)
-        self.theta.addcmul_(self.grad, self.alpha)  # fma(grad, -lr, param), as add_(grad, alpha=-lr) does
+            (k, n), a, h, w = self.shapes[layer], self.acts[layer], self.h[layer], self.w[layer]
+            # sigmoid_backward: grad * (1 - h) * h ("1 - h" as one op into a buffer rounds alike).
+            gz = scratch("gz", 4, n, jobs)
+            emit(torch.sub, one, h, out=gz)
+            emit(Tensor.mul_, gz, grad)
+            emit(Tensor.mul_, gz, h)
+            _sum4(gz, self.gb[layer], emit)
+            # W.grad = grad.t().mm(input): the products x_j[i, k] * g_j[i, u], summed over i in order.
+            gw = self.gw[layer]
+            if k * n >= 100:  # one sample at a time: the products stay in the L2 cache
+                emit(torch.mul, a[0].unsqueeze(1), gz[0].unsqueeze(0), out=gw)
+                product = self._prod(k, n)
+                for i in range(1, 4):
+                    emit(torch.mul, a[i].unsqueeze(1), gz[i].unsqueeze(0), out=product)
+                    emit(Tensor.add_, gw, product)
+            else:
+                q = self._prod(4, k, n)
+                emit(torch.mul, a.unsqueeze(2), gz.unsqueeze(1), out=q)
+                _sum4(q, gw, emit)
+            if layer == 0:
+                continue
+            # input.grad = grad.mm(W): r[u, i, k, j] = g_j[i, u] * W_j[u, k], summed over u.
+            grad = scratch("grad_in", 4, k, jobs)
+            if n == 1:
+                emit(torch.mul, gz, w[:, 0, :], out=grad)  # a single product per element
+                continue
+            for rows, tree in zip((_EVEN_ROWS, _ODD_ROWS), _GRAD_INPUT_TREES[(k, n)], strict=True):
+                gi = gz[rows]
+                r = self._prod(n, gi.shape[0], k)
+                emit(torch.mul, gi.permute(1, 0, 2).unsqueeze(2), w.permute(1, 0, 2).unsqueeze(1), out=r)
+                tree(r, grad[rows], scratch, emit)
+        emit(Tensor.addcmul_, self.theta, self.grad, self.alpha)  # fma(grad, -lr, param), as add_ does
+
+    def step(self, acts: list[Tensor]) -> None:
+        """``cost.backward(); optimizer.step()`` for every job (``acts``: this step's ``forward()``)."""
+        self._step.run()
 
 
 class _BackpropPack:
@@ -530,7 +601,8 @@ def train_packed(
         final = pack.hypothesis(pack.forward())  # (4, J)
     y = xor_data(torch.device("cpu"))[1][:, 0:1]
     predicted = (final > 0.5).float()
-    accuracy = _sum4((predicted == y).float(), out=torch.empty(jobs)) / 4  # a mean of four 0/1 values: exact in any order
+    # The mean of four 0/1 values: exact in any order.
+    accuracy = _sum4((predicted == y).float(), out=torch.empty(jobs)) / 4
     log.flush()
     device_name, cpu_capability = describe_device(torch.device("cpu"))
     hypotheses, labels, accuracies = final.t().tolist(), predicted.t().tolist(), accuracy.tolist()
@@ -587,7 +659,13 @@ def same_result(a: TrainResult, b: TrainResult) -> bool:
 # Mixed seeds and learning rates, including a run that saturates/diverges (lr 1000): enough to exercise
 # the vector and scalar sigmoid paths, both MKL orders and the fused SGD update within a few hundred
 # steps. Logging every step compares every cost.
-_SELF_CHECK_JOBS: tuple[tuple[int, float], ...] = ((0, 0.1), (777, 1.0), (12345, 5.0), (3, 1000.0), (2**40, 0.01))
+_SELF_CHECK_JOBS: tuple[tuple[int, float], ...] = (
+    (0, 0.1),
+    (777, 1.0),
+    (12345, 5.0),
+    (3, 1000.0),
+    (2**40, 0.01),
+)
 
 
 def packing_is_exact(variant: str, device: str = "cpu", steps: int = 300) -> bool:
@@ -611,5 +689,3 @@ def packing_is_exact(variant: str, device: str = "cpu", steps: int = 300) -> boo
         if not same_result(result, train(variant, seed, lr, steps=steps, log_every=1)):
             return False
     return True
-
-
