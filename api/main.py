@@ -10,7 +10,7 @@ import xorjobs
 from api.deps import require_token
 from api.limits import BodySizeLimit
 from api.responses import SafeJSONResponse
-from api.routes import health, jobs, sweeps
+from api.routes import analysis, dashboard, health, jobs, sweeps
 from xorjobs.errors import Unauthorized, XorjobsError
 from xorjobs.service import Service
 from xorjobs.settings import Settings, get_settings
@@ -33,6 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(require_token)]
     app.include_router(sweeps.router, dependencies=protected, responses=_AUTH_RESPONSES)
     app.include_router(jobs.router, dependencies=protected, responses=_AUTH_RESPONSES)
+    app.include_router(analysis.router, dependencies=protected, responses=_AUTH_RESPONSES)
+    app.include_router(dashboard.router)  # its pages redirect to /login themselves (a browser gets no 401)
     app.add_exception_handler(XorjobsError, _xorjobs_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodySizeLimit)

@@ -116,8 +116,11 @@ class Cluster:
                 return worker
         raise AssertionError(f"no worker of this test holds {job_id} ({worker_name})")
 
-    def check_invariants(self, sweep_id: str) -> dict[str, object]:
+    def check_invariants(self, sweep_id: str, bit_exact_sample: int | None = None) -> dict[str, object]:
+        """Check every job's invariants; compare ``bit_exact_sample`` of them (all by default) with the
+        seed's loop run live (long jobs make the live run the slow part of a test)."""
         results = queries.sweep_results(self.url, sweep_id)
+        to_compare = {job["id"] for job in results["jobs"][:bit_exact_sample]}
         for job in results["jobs"]:
             assert job["state"] in ("succeeded", "failed", "cancelled"), job
             if job["state"] != "succeeded":
@@ -126,7 +129,8 @@ class Cluster:
             logged = list(range(0, job["steps"], job["log_every"]))
             assert sorted(step for step, _ in rows) == logged  # one row per logged step
             assert {attempt for _, attempt in rows} == {job["attempt"]}  # all by the final attempt
-            check_job_against_the_seed_loop(job)
+            if job["id"] in to_compare:
+                check_job_against_the_seed_loop(job)
         return results
 
     def stop(self) -> None:
@@ -266,7 +270,7 @@ def test_poison_job_gets_exactly_max_attempts_then_fails(sqlite_cluster: Cluster
     )
     try:
         cluster.start_worker("w1")
-        sweep_id, job_ids = cluster.submit(seeds=[4242, 1, 2], steps=300)
+        sweep_id, _job_ids = cluster.submit(seeds=[4242, 1, 2], steps=300)
         status = cluster.wait_finished(sweep_id, timeout=120)
         results = cluster.check_invariants(str(status["sweep_id"]))
         poison, *others = results["jobs"]
@@ -389,7 +393,7 @@ def test_redis_restart_without_persistence_loses_no_job(
     cluster = Cluster(tmp_path, sqlite_url, url)
     try:
         cluster.start_worker("w1", concurrency=2)
-        sweep_id, job_ids = cluster.submit(seeds=list(range(200, 212)), steps=3000)
+        sweep_id, _job_ids = cluster.submit(seeds=list(range(200, 212)), steps=3000)
         wait_until(
             lambda: queries.sweep_status(sqlite_url, sweep_id)["counts"]["succeeded"] >= 2, 120, "2 jobs done"
         )

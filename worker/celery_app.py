@@ -25,6 +25,8 @@ def preload_torch() -> None:
     so forking afterwards stays safe (pytorch#40403 is about *initialised* CUDA).
     """
     import torch  # noqa: F401
+
+
 _recovery: list[Any] = []
 
 

@@ -1,32 +1,33 @@
-"""A background thread that renews a running job's lease, so a live job is never reaped.
+"""A background thread that renews the leases of the jobs a process trains, so a live job is never reaped.
 
-It beats independently of the training loop's log cadence (a job may log rarely). When the database
-says the attempt was fenced off (re-queued, cancelled, taken over), it records that, and the training
-loop's next progress report stops the job.
+It beats independently of the training loop's log cadence (a job may log rarely). Members whose attempt
+was fenced off (re-queued, cancelled, taken over) are recorded in ``lost``; once every member is lost,
+``check`` raises in the training thread at its next progress report, and training stops.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
-from xorjobs.store.lifecycle import LeaseLost, renew_lease
+from xorjobs.store.lifecycle import Claim, LeaseLost
+from xorjobs.store.packs import renew_pack
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
     def __init__(
-        self, url: str, job_id: str, attempt: int, lease_seconds: float, interval_seconds: float
+        self, url: str, claims: Sequence[Claim], lease_seconds: float, interval_seconds: float
     ) -> None:
         self._url = url
-        self._job_id = job_id
-        self._attempt = attempt
+        self._claims = list(claims)
         self._lease_seconds = lease_seconds
         self._interval = interval_seconds
         self._stop = threading.Event()
-        self.lost: LeaseLost | None = None
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        self.lost: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="xorjobs-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -37,16 +38,16 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
     def check(self) -> None:
-        """Raise LeaseLost in the training thread when the lease is gone."""
-        if self.lost is not None:
-            raise self.lost
+        """Raise LeaseLost in the training thread when no member is still owned."""
+        if len(self.lost) == len(self._claims):
+            raise LeaseLost(f"{', '.join(sorted(self.lost))}: this attempt no longer owns the job(s)")
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
+            owned = [claim for claim in self._claims if claim.job_id not in self.lost]
             try:
-                renew_lease(self._url, self._job_id, self._attempt, self._lease_seconds)
-            except LeaseLost as lost:
-                self.lost = lost
-                return
+                self.lost |= renew_pack(self._url, owned, self._lease_seconds)
             except Exception:  # a database blip: keep beating; the lease is longer than one interval
-                log.warning("heartbeat of %s failed; retrying", self._job_id, exc_info=True)
+                log.warning("heartbeat failed; retrying", exc_info=True)
+            if len(self.lost) == len(self._claims):
+                return

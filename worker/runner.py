@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from worker.faults import fault_point
 from worker.liveness import holder_is_dead
+from worker.packing import packing_available
 from xorjobs.settings import Settings
 from xorjobs.store.lifecycle import (
     Claim,
@@ -21,8 +22,10 @@ from xorjobs.store.lifecycle import (
     claim_job,
     fail_job,
     finish_job,
+    job_kind,
     record_costs,
 )
+from xorjobs.store.packs import claim_companions
 from xorjobs.store.schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,10 @@ def run_job(job_id: str, worker_name: str, settings: Settings) -> RunOutcome:
     """Run one job to a terminal state (or find it needs nothing). Raises UnknownJob for a foreign id."""
     url = settings.resolved_database_url
     ensure_schema(url)
+    # The packing self-check (a few seconds, once per process and variant) runs before the claim, so
+    # it never eats into a claimed job's lease.
+    kind = job_kind(url, job_id)
+    pack = settings.pack_size > 1 and kind is not None and packing_available(*kind)
     claim = claim_job(
         url, job_id, worker_name, settings.lease_seconds, settings.max_attempts, holder_is_dead=holder_is_dead
     )
@@ -64,11 +71,35 @@ def run_job(job_id: str, worker_name: str, settings: Settings) -> RunOutcome:
         log.info("job %s: nothing to claim (duplicate delivery, finished, or cancelled)", job_id)
         return RunOutcome.SKIPPED
     fault_point("after_claim", claim.seed, claim.attempt)
-    ACTIVE_CLAIMS.add((claim.job_id, claim.attempt))
+    claims = [claim]
+    if pack:
+        claims += claim_companions(
+            url, claim, worker_name, settings.lease_seconds, settings.max_attempts, settings.pack_size - 1
+        )
+    ACTIVE_CLAIMS.update((member.job_id, member.attempt) for member in claims)
     try:
+        if len(claims) > 1:
+            return _train_pack_and_report(claims, url, settings)
         return _train_and_persist(claim, url, settings)
     finally:
-        ACTIVE_CLAIMS.discard((claim.job_id, claim.attempt))
+        ACTIVE_CLAIMS.difference_update((member.job_id, member.attempt) for member in claims)
+
+
+def _train_pack_and_report(claims: list[Claim], url: str, settings: Settings) -> RunOutcome:
+    from worker.packing import train_pack
+
+    try:
+        succeeded, failed = train_pack(claims, url, settings)
+    except LeaseLost as lost:
+        log.warning("pack led by %s stopped: %s", claims[0].job_id, lost)
+        return RunOutcome.FENCED
+    except Exception as error:
+        text = _describe_failure(error)
+        log.error("pack led by %s failed: %s", claims[0].job_id, text)
+        outcomes = [fail_job(url, claim.job_id, claim.attempt, text) for claim in claims]
+        return RunOutcome.FAILED if any(outcomes) else RunOutcome.FENCED
+    log.info("pack of %d %s jobs: %d succeeded, %d failed", len(claims), claims[0].variant, succeeded, failed)
+    return RunOutcome.SUCCEEDED if failed == 0 else RunOutcome.FAILED
 
 
 def _train_and_persist(claim: Claim, url: str, settings: Settings) -> RunOutcome:
@@ -99,9 +130,7 @@ def _train(claim: Claim, url: str, settings: Settings) -> Outcome:
     if claim.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("this job needs CUDA and this worker has none; it never runs on the CPU instead")
     writer = _ProgressWriter(url, claim, settings.lease_seconds)
-    with Heartbeat(
-        url, claim.job_id, claim.attempt, settings.lease_seconds, settings.heartbeat_seconds
-    ) as beat:
+    with Heartbeat(url, [claim], settings.lease_seconds, settings.heartbeat_seconds) as beat:
 
         def on_progress(chunk: list[tuple[int, float]]) -> None:
             beat.check()

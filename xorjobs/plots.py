@@ -38,18 +38,19 @@ def median_and_quartiles(
     """
     import numpy as np
 
-    by_step: dict[int, list[float]] = {}
-    for curve in curves:
-        for step, cost in curve:
-            value = float(cost)
-            if math.isfinite(value) and value > 0:
-                by_step.setdefault(int(step), []).append(value)
-    steps = sorted(by_step)
-    if not steps:
+    # Vectorised: a 10,000-job sweep brings a million points (a dict of lists took seconds).
+    steps = np.fromiter((step for curve in curves for step, _ in curve), dtype=np.int64)
+    values = np.fromiter((float(cost) for curve in curves for _, cost in curve), dtype=np.float64)
+    shown = np.isfinite(values) & (values > 0)
+    steps, values = steps[shown], values[shown]
+    if steps.size == 0:
         return [], [], [], []
-    quartiles = [np.percentile(by_step[step], [50, 25, 75]) for step in steps]
+    order = np.argsort(steps, kind="stable")
+    steps, values = steps[order], values[order]
+    unique_steps, starts = np.unique(steps, return_index=True)
+    quartiles = [np.percentile(chunk, [50, 25, 75]) for chunk in np.split(values, starts[1:])]
     return (
-        steps,
+        [int(step) for step in unique_steps],
         [float(q[0]) for q in quartiles],
         [float(q[1]) for q in quartiles],
         [float(q[2]) for q in quartiles],
@@ -134,7 +135,7 @@ def _finish(axes: Any, with_legend: bool) -> None:
     axes.set_ylabel("cost (log scale)")
     axes.grid(True, which="both", linewidth=0.4, alpha=0.5)
     if with_legend and axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize=8, loc="upper right")
+        axes.legend(fontsize=8, loc="best")
     if not axes.has_data():
         axes.text(0.5, 0.5, "no costs logged yet", transform=axes.transAxes, ha="center", va="center")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
@@ -16,10 +16,13 @@ from xorjobs.queue import make_celery, publish
 from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec
 from xorjobs.store import control, housekeeping, queries
-from xorjobs.store.export import ExportFormat, export_text
+from xorjobs.store.export import ExportFormat, curves_by_job, export_text
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import mark_published
 from xorjobs.submit import submit_sweep
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class Service:
@@ -99,25 +102,34 @@ class Service:
         """Per group of ``by``: counts, solve rate with its Wilson interval, final costs, convergence."""
         sweep_id = sweep_id or queries.latest_sweep_id(self.url)
         jobs = queries.sweep_status(self.url, sweep_id)["jobs"]
-        return analysis.summarize(sweep_id, jobs, queries.costs_by_job(self.url, sweep_id), by, threshold)
+        return analysis.summarize(sweep_id, jobs, curves_by_job(self.url, sweep_id), by, threshold)
 
     def export_costs(self, sweep_id: str | None, export_format: ExportFormat) -> Iterator[str]:
         """Every cost of the sweep as CSV or JSON-lines text chunks, streamed from one query."""
         return export_text(self.url, sweep_id or queries.latest_sweep_id(self.url), export_format)
 
-    def sweep_plot(self, sweep_id: str | None, by: list[str], threshold: float | None = None) -> bytes:
+    def sweep_figure(self, sweep_id: str | None, by: list[str], threshold: float | None = None) -> Figure:
+        """The sweep's cost-curve Figure, drawn from the store (``sweep_plot`` renders it as PNG)."""
         from xorjobs import plots
 
         sweep_id = sweep_id or queries.latest_sweep_id(self.url)
         jobs = queries.sweep_status(self.url, sweep_id)["jobs"]
-        costs = queries.costs_by_job(self.url, sweep_id)
-        return plots.png_bytes(plots.sweep_figure(sweep_id, jobs, costs, by, threshold))
+        return plots.sweep_figure(sweep_id, jobs, curves_by_job(self.url, sweep_id), by, threshold)
+
+    def sweep_plot(self, sweep_id: str | None, by: list[str], threshold: float | None = None) -> bytes:
+        from xorjobs import plots
+
+        return plots.png_bytes(self.sweep_figure(sweep_id, by, threshold))
+
+    def job_figure(self, job_id: str) -> Figure:
+        from xorjobs import plots
+
+        return plots.job_figure(queries.job_detail(self.url, job_id), queries.job_costs(self.url, job_id))
 
     def job_plot(self, job_id: str) -> bytes:
         from xorjobs import plots
 
-        job = queries.job_detail(self.url, job_id)
-        return plots.png_bytes(plots.job_figure(job, queries.job_costs(self.url, job_id)))
+        return plots.png_bytes(self.job_figure(job_id))
 
     def delete_sweep(self, sweep_id: str, cancel_active: bool = False) -> dict[str, Any]:
         return {"deleted": [housekeeping.delete_sweep(self.url, sweep_id, cancel_active).as_dict()]}

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     progress_seconds: float = Field(
         default=2.0, gt=0, description="How often a running job writes its new costs (so progress shows)."
     )
+    pack_size: int = Field(
+        default=512,
+        ge=1,
+        le=5000,
+        description="Most queued jobs of one variant a CPU worker trains together as one packed run "
+        "(bit-identical to solo); 1 turns packing off.",
+    )
     job_time_limit_seconds: int = Field(
         default=6 * 3600, gt=0, description="Hard time limit of one job; its worker child is killed past it."
     )

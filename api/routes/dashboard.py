@@ -100,7 +100,7 @@ def dashboard(request: Request) -> Response:
   <div class="counts" id="sweep-counts"></div>
   <div id="sweep-bar"></div>
   <div class="panels">
-    <div class="panel">
+    <div class="panel wide">
       <h3>Results by
         <select id="by">{options}</select>
         <span class="muted">(converged: cost &lt; <span id="threshold">{DEFAULT_THRESHOLD:g}</span>)</span>
@@ -175,7 +175,7 @@ def login_form(
 async def login(request: Request) -> Response:
     # The form is parsed here (application/x-www-form-urlencoded) rather than with FastAPI's Form(),
     # which would add python-multipart to the API's dependencies for two fields.
-    fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"))
     token = fields.get("token", [""])[0]
     next_path = fields.get("next", ["/"])[0]
     expected = request.app.state.service.settings.api_token

@@ -7,7 +7,8 @@
   const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
   const TERMINAL = ["succeeded", "failed", "cancelled"];
   const POLL_MS = 1000;
-  const PLOT_REFRESH_MS = 3000; // while jobs run, their curves grow: redraw the plot this often
+  const PLOT_REFRESH_MS = 3000;
+  const DETAILS_REFRESH_MS = 2000;
   const MAX_JOB_ROWS = 500;
   const THRESHOLD = 0.05;
 
@@ -81,7 +82,16 @@
 
   // --- the dashboard page ---------------------------------------------------------------------
 
-  const view = { selected: null, signature: null, by: null, plotAt: 0, plotRunning: false };
+  const view = {
+    selected: null,
+    detailsSignature: null, detailsAt: 0, detailsInFlight: false,
+    plotSignature: null, plotAt: 0, plotInFlight: false,
+  };
+
+  function forgetShown() {
+    view.detailsSignature = null;
+    view.plotSignature = null;
+  }
 
   function selectedFromHash() {
     const id = decodeURIComponent(location.hash.slice(1));
@@ -182,24 +192,44 @@
     }
   }
 
-  function refreshPlot(sweepId) {
+  // The counts redraw every second. The table and the plot cost the API more (a 10,000-job sweep has
+  // a million costs to read), so each has at most one request in flight, is asked for again only when
+  // the counts changed (or, for the plot, every few seconds while jobs run: curves grow between
+  // state changes), and never more often than DETAILS_REFRESH_MS / PLOT_REFRESH_MS while running.
+
+  function refreshPlot(sweepId, signature) {
+    const plot = $("#plot");
     const by = encodeURIComponent($("#by").value);
-    $("#plot").src = "/sweeps/" + encodeURIComponent(sweepId) + "/plot.png?by=" + by + "&threshold=" + THRESHOLD
-      + "&t=" + Date.now();
+    view.plotInFlight = true;
+    view.plotSignature = signature;
     view.plotAt = Date.now();
+    plot.onload = plot.onerror = () => {
+      view.plotInFlight = false;
+    };
+    plot.src = "/sweeps/" + encodeURIComponent(sweepId) + "/plot.png?by=" + by + "&threshold=" + THRESHOLD
+      + "&t=" + Date.now();
   }
 
-  async function refreshDetails(sweepId) {
-    const by = $("#by").value;
-    const query = "?by=" + encodeURIComponent(by) + "&threshold=" + THRESHOLD;
-    const base = "/sweeps/" + encodeURIComponent(sweepId);
-    const [summary, status] = await Promise.all([getJson(base + "/summary" + query), getJson(base)]);
-    if (sweepId !== view.selected) return;
-    renderSummary(summary);
-    renderJobs(status.jobs);
+  async function refreshDetails(sweepId, signature) {
+    view.detailsInFlight = true;
+    view.detailsAt = Date.now();
+    try {
+      const by = $("#by").value;
+      const query = "?by=" + encodeURIComponent(by) + "&threshold=" + THRESHOLD;
+      const base = "/sweeps/" + encodeURIComponent(sweepId);
+      const [summary, status] = await Promise.all([getJson(base + "/summary" + query), getJson(base)]);
+      if (sweepId !== view.selected) return;
+      renderSummary(summary);
+      renderJobs(status.jobs);
+      view.detailsSignature = signature; // only once the details for it are shown
+    } catch (error) {
+      console.warn(error);
+    } finally {
+      view.detailsInFlight = false;
+    }
   }
 
-  async function showSweep(sweep) {
+  function showSweep(sweep) {
     $("#sweep").hidden = false;
     $("#sweep-id").textContent = sweep.sweep_id;
     $("#sweep-name").textContent = sweep.name ? "(" + sweep.name + ")" : "";
@@ -208,11 +238,15 @@
     const done = finished(sweep.counts) >= total(sweep.counts);
     $("#sweep").dataset.done = String(done);
     const signature = sweep.sweep_id + JSON.stringify(sweep.counts) + $("#by").value;
-    const changed = signature !== view.signature;
-    if (changed || (!done && Date.now() - view.plotAt >= PLOT_REFRESH_MS)) refreshPlot(sweep.sweep_id);
-    if (changed) {
-      await refreshDetails(sweep.sweep_id);
-      view.signature = signature; // only once the details for it are shown
+    const now = Date.now();
+    const fresh = view.detailsSignature === null || !view.detailsSignature.startsWith(sweep.sweep_id);
+    if (!view.detailsInFlight && signature !== view.detailsSignature
+        && (done || fresh || now - view.detailsAt >= DETAILS_REFRESH_MS)) {
+      refreshDetails(sweep.sweep_id, signature); // not awaited: the counts keep updating meanwhile
+    }
+    if (!view.plotInFlight && (signature !== view.plotSignature
+        || (!done && now - view.plotAt >= PLOT_REFRESH_MS))) {
+      refreshPlot(sweep.sweep_id, signature);
     }
   }
 
@@ -223,7 +257,7 @@
     if (!view.selected) return;
     const sweep = sweeps.find((item) => item.sweep_id === view.selected)
       || (await getJson("/sweeps/" + encodeURIComponent(view.selected)));
-    await showSweep(sweep);
+    showSweep(sweep);
   }
 
   // --- the job page ---------------------------------------------------------------------------
@@ -282,11 +316,9 @@
     if (document.body.dataset.page === "dashboard") {
       window.addEventListener("hashchange", () => {
         view.selected = selectedFromHash();
-        view.signature = null;
+        forgetShown();
       });
-      $("#by").addEventListener("change", () => {
-        view.signature = null;
-      });
+      $("#by").addEventListener("change", forgetShown);
       poll(dashboardTick);
     } else if (document.body.dataset.page === "job") {
       poll(jobTick);

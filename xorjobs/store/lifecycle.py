@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from xorjobs.errors import UnknownJob, XorjobsError
-from xorjobs.store.engine import describe, write_session
+from xorjobs.store.engine import describe, read_session, write_session
 from xorjobs.store.floats import encode_float, json_safe
 from xorjobs.store.tables import Cost, Job, JobState
 
@@ -141,7 +141,9 @@ def renew_lease(url: str, job_id: str, attempt: int, lease_seconds: float) -> No
         _renew(session, job_id, attempt, lease_seconds)
 
 
-def _upsert_costs(session: Session, job_id: str, attempt: int, costs: Sequence[tuple[int, float]]) -> None:
+def upsert_costs_in_transaction(
+    session: Session, job_id: str, attempt: int, costs: Sequence[tuple[int, float]]
+) -> None:
     """Insert or overwrite cost rows: idempotent per (job, step), so a retry never doubles a step."""
     if not costs:
         return
@@ -164,34 +166,39 @@ def record_costs(
     """Write a chunk of costs and renew the lease, in one transaction fenced on the attempt."""
     with write_session(url) as session:
         _renew(session, job_id, attempt, lease_seconds)
-        _upsert_costs(session, job_id, attempt, costs)
+        upsert_costs_in_transaction(session, job_id, attempt, costs)
+
+
+def write_result_in_transaction(session: Session, job_id: str, attempt: int, outcome: Outcome) -> None:
+    """Inside the caller's (fenced) transaction: the remaining costs, the result, state succeeded."""
+    final_value, final_kind = (
+        encode_float(outcome.final_cost) if outcome.final_cost is not None else (None, None)
+    )
+    upsert_costs_in_transaction(session, job_id, attempt, outcome.unwritten_costs)
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempt == attempt)
+        .values(
+            state=JobState.SUCCEEDED,
+            finished_at=utcnow(),
+            lease_expires_at=None,
+            final_cost=final_value,
+            final_cost_kind=None if final_kind is None else int(final_kind),
+            hypothesis_json=json.dumps(json_safe(list(outcome.hypothesis))),
+            predicted_json=json.dumps(json_safe(list(outcome.predicted))),
+            accuracy=outcome.accuracy,
+            device_name=outcome.device_name,
+            cpu_capability=outcome.cpu_capability,
+            torch_version=outcome.torch_version,
+        )
+    )
 
 
 def finish_job(url: str, job_id: str, attempt: int, outcome: Outcome) -> None:
     """Write the remaining costs and the result, and mark the job succeeded: all or nothing."""
-    final_value, final_kind = (
-        encode_float(outcome.final_cost) if outcome.final_cost is not None else (None, None)
-    )
     with write_session(url) as session:
         _renew(session, job_id, attempt, lease_seconds=0)
-        _upsert_costs(session, job_id, attempt, outcome.unwritten_costs)
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.attempt == attempt)
-            .values(
-                state=JobState.SUCCEEDED,
-                finished_at=utcnow(),
-                lease_expires_at=None,
-                final_cost=final_value,
-                final_cost_kind=None if final_kind is None else int(final_kind),
-                hypothesis_json=json.dumps(json_safe(list(outcome.hypothesis))),
-                predicted_json=json.dumps(json_safe(list(outcome.predicted))),
-                accuracy=outcome.accuracy,
-                device_name=outcome.device_name,
-                cpu_capability=outcome.cpu_capability,
-                torch_version=outcome.torch_version,
-            )
-        )
+        write_result_in_transaction(session, job_id, attempt, outcome)
 
 
 def fail_job(url: str, job_id: str, attempt: int, error: str) -> bool:
@@ -214,6 +221,13 @@ def release_job(url: str, job_id: str, attempt: int) -> bool:
             .values(state=JobState.QUEUED, lease_expires_at=None, published_at=None)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def job_kind(url: str, job_id: str) -> tuple[str, str] | None:
+    """``(variant, device)`` of a job, or None when the store has no such job."""
+    with read_session(url) as session:
+        row = session.execute(select(Job.variant, Job.device).where(Job.id == job_id)).first()
+    return None if row is None else (row.variant, row.device)
 
 
 def job_state(url: str, job_id: str) -> str | None:

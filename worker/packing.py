@@ -1,0 +1,108 @@
+"""Training a pack: up to XORJOBS_PACK_SIZE compatible queued jobs as one vectorised run.
+
+The packed trainer (``models.packed``) is bit-identical to solo training on the kernels it was built
+for; a worker checks that on its own CPU the first time it would pack a variant, and trains solo where
+the check fails, rather than store different numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from models.result import TrainResult
+from worker.faults import fault_point
+from worker.heartbeat import Heartbeat
+from xorjobs.settings import Settings
+from xorjobs.store.lifecycle import Claim, LeaseLost, Outcome
+from xorjobs.store.packs import finish_pack, record_pack_costs
+
+log = logging.getLogger(__name__)
+_exact: dict[str, bool] = {}
+
+
+def packing_available(variant: str, device: str) -> bool:
+    """Whether packed training of ``variant`` equals solo training here (checked once per process)."""
+    if device != "cpu":
+        return False  # the packed trainer is CPU-only; CUDA jobs train solo
+    if variant not in _exact:
+        from models.packed import packing_is_exact
+
+        _exact[variant] = packing_is_exact(variant)
+        if _exact[variant]:
+            log.info("packing self-check for %s: bit-identical to solo on this CPU; packing on", variant)
+        else:
+            log.warning("packing self-check for %s: NOT bit-identical on this CPU; training solo", variant)
+    return _exact[variant]
+
+
+def train_pack(claims: Sequence[Claim], url: str, settings: Settings) -> tuple[int, int]:
+    """Train the claimed jobs together and store every result in bulk; returns (succeeded, failed).
+
+    Raises LeaseLost when every member was fenced off mid-way.
+    """
+    import torch
+
+    from models.packed import PackedMemberError, train_packed
+
+    leader = claims[0]
+    written = [0] * len(claims)
+    with Heartbeat(url, claims, settings.lease_seconds, settings.heartbeat_seconds) as beat:
+
+        def on_progress(chunks: list[list[tuple[int, float]]]) -> None:
+            beat.check()
+            owned = {
+                claim: chunk
+                for claim, chunk in zip(claims, chunks, strict=True)
+                if claim.job_id not in beat.lost
+            }
+            beat.lost |= record_pack_costs(url, owned, settings.lease_seconds)
+            for index, chunk in enumerate(chunks):
+                written[index] += len(chunk)
+            beat.check()
+
+        errors: dict[Claim, str] = {}
+        results: list[TrainResult | None]
+        try:
+            results = list(
+                train_packed(
+                    leader.variant,
+                    [claim.seed for claim in claims],
+                    [claim.lr for claim in claims],
+                    steps=leader.steps,
+                    log_every=leader.log_every,
+                    on_progress=on_progress,
+                    progress_interval_s=settings.progress_seconds,
+                )
+            )
+        except PackedMemberError as failure:
+            results = list(failure.results)
+            errors = {
+                claims[index]: f"{type(error).__name__}: {error}" for index, error in failure.errors.items()
+            }
+        beat.check()
+    outcomes: dict[Claim, Outcome] = {}
+    for index, (claim, result) in enumerate(zip(claims, results, strict=True)):
+        if result is None:
+            continue
+        outcomes[claim] = Outcome(
+            unwritten_costs=result.costs[written[index] :],
+            final_cost=result.costs[-1][1] if result.costs else None,
+            hypothesis=result.hypothesis,
+            predicted=result.predicted,
+            accuracy=result.accuracy,
+            device_name=result.device_name,
+            cpu_capability=result.cpu_capability,
+            torch_version=torch.__version__,
+        )
+    for claim in claims:
+        fault_point("before_final_commit", claim.seed, claim.attempt)
+    lost = finish_pack(url, outcomes, errors)
+    if lost:
+        log.warning(
+            "pack of %d: %d member(s) were fenced off; their results were not stored", len(claims), len(lost)
+        )
+    if len(lost) == len(claims):
+        raise LeaseLost("every member of the pack was fenced off")
+    failed = sum(1 for claim in errors if claim.job_id not in lost)
+    return len(claims) - len(lost) - failed, failed
