@@ -1,0 +1,97 @@
+"""The real stack for benchmarks: a private redis-server, the API and `xorjobs worker` processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from tests.services import XORJOBS, ServiceProcess, clean_env, free_port, start_api, start_worker, wait_until
+from xorjobs.store import queries
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    database_url: str
+    workers: list[ServiceProcess]
+    peak_rss: dict[int, int] = field(default_factory=dict)
+
+    def submit(self, args: list[str]) -> str:
+        """Submit through the CLI (→ API → Redis), as a user would; returns the sweep id."""
+        result = subprocess.run(
+            [XORJOBS, "submit", *args, "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        return str(json.loads(result.stdout)["sweep_id"])
+
+    def wait(self, sweep_id: str, timeout: float = 1800) -> None:
+        def done() -> bool:
+            counts = queries.sweep_status(self.database_url, sweep_id)["counts"]
+            return counts["queued"] + counts["running"] == 0
+
+        wait_until(done, timeout, f"sweep {sweep_id}", interval=0.1)
+
+    def sample_memory(self) -> None:
+        for worker in self.workers:
+            for process in [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]:
+                try:
+                    rss = process.memory_info().rss
+                except psutil.Error:
+                    continue
+                self.peak_rss[process.pid] = max(self.peak_rss.get(process.pid, 0), rss)
+
+
+@contextmanager
+def running_stack(home: Path, workers: int, pack_size: int) -> Iterator[Stack]:
+    """Redis, the API and ``workers`` single-process CPU workers on one SQLite file."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        cwd=home,
+    )
+    database_url = f"sqlite:///{home / 'bench.db'}"
+    env = clean_env(
+        XORJOBS_HOME=str(home),
+        XORJOBS_DATABASE_URL=database_url,
+        XORJOBS_BROKER_URL=f"redis://127.0.0.1:{port}/0",
+        XORJOBS_PACK_SIZE=str(pack_size),
+    )
+    processes: list[ServiceProcess] = []
+    stop_sampling = threading.Event()
+    try:
+        time.sleep(0.3)
+        api, url = start_api(env, home)
+        processes.append(api)
+        env["XORJOBS_API_URL"] = url
+        stack = Stack(env, database_url, [])
+        for index in range(workers):
+            stack.workers.append(start_worker(env, home, name=f"worker{index}", concurrency=1))
+        processes.extend(stack.workers)
+
+        def sample() -> None:
+            while not stop_sampling.wait(0.2):
+                stack.sample_memory()
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        yield stack
+    finally:
+        stop_sampling.set()
+        for process in processes:
+            process.stop()
+        redis.kill()
+        redis.wait()
