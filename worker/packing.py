@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from models.result import TrainResult
 from worker.faults import fault_point
 from worker.heartbeat import Heartbeat
 from xorjobs.settings import Settings
 from xorjobs.store.lifecycle import Claim, LeaseLost, Outcome
 from xorjobs.store.packs import finish_pack, record_pack_costs
+
+if TYPE_CHECKING:  # torch stays out of processes that only route tasks (Flower, the API)
+    from models.result import TrainResult
 
 log = logging.getLogger(__name__)
 _exact: dict[str, bool] = {}
