@@ -83,7 +83,8 @@ def test_run_exits_1_when_a_job_failed(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_leaves_jobs_unfinished_and_a_worker_finishes_them(tmp_path: Path) -> None:
-    env = clean_env(XORJOBS_PROGRESS_SECONDS="0.5")
+    # Solo training (pack size 1): packed, these four jobs would finish before the test could interrupt.
+    env = clean_env(XORJOBS_PROGRESS_SECONDS="0.5", XORJOBS_PACK_SIZE="1")
     run = ServiceProcess(
         [XORJOBS, "run", "--variant", "nn", "--seed", "1-4", "--steps", "6000", "--log-every", "500"],
         env,

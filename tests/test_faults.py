@@ -46,6 +46,9 @@ FAST_TIMINGS = {
     "XORJOBS_REAP_INTERVAL_SECONDS": "0.5",
     "XORJOBS_PROGRESS_SECONDS": "0.3",
     "XORJOBS_MAX_ATTEMPTS": "3",
+    # Solo training: these tests are about single jobs in the queue (packed, a sweep's jobs would all
+    # run at once); tests/test_packing.py covers faults during a pack.
+    "XORJOBS_PACK_SIZE": "1",
 }
 LONG_STEPS = 15000  # ~10 s of nn training here: long enough to be killed mid-job
 FIGURES_FILE = Path(__file__).resolve().parents[1] / "test-artifacts" / "fault_figures.json"
@@ -69,8 +72,7 @@ class Cluster:
             XORJOBS_DATABASE_URL=database_url,
             XORJOBS_BROKER_URL=broker_url,
             XORJOBS_TEST_FAULTS="1",
-            **FAST_TIMINGS,
-            **extra_env,
+            **{**FAST_TIMINGS, **extra_env},
         )
         self.settings = Settings(
             home=tmp_path / "home", database_url=database_url, broker_url=broker_url, max_attempts=3

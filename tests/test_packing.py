@@ -82,8 +82,17 @@ def test_packing_is_off_with_pack_size_one(tmp_path: Path) -> None:
     assert queries.job_detail(url, job_ids[1])["state"] == "queued"
 
 
+def packing_cluster(cluster: Cluster) -> Cluster:
+    """The fault tests' cluster, but with packing on (its default pack size)."""
+    packing = Cluster(
+        cluster.tmp_path, cluster.url, cluster.settings.broker_url or "", XORJOBS_PACK_SIZE="512"
+    )
+    cluster.workers = packing.workers  # the fixture stops them
+    return packing
+
+
 def test_a_mixed_sweep_through_a_real_worker_is_packed_and_bit_exact(sqlite_cluster: Cluster) -> None:  # noqa: F811
-    cluster = sqlite_cluster
+    cluster = packing_cluster(sqlite_cluster)
     cluster.start_worker("w1")
     result = cluster.service.submit(
         validate_spec(
@@ -112,7 +121,7 @@ def test_a_mixed_sweep_through_a_real_worker_is_packed_and_bit_exact(sqlite_clus
 
 
 def test_a_killed_worker_loses_no_member_of_its_pack(sqlite_cluster: Cluster) -> None:  # noqa: F811
-    cluster = sqlite_cluster
+    cluster = packing_cluster(sqlite_cluster)
     worker = cluster.start_worker("w1")
     # Packed, 20 nn jobs run at ~0.15 ms a step here: 60,000 steps keep the pack busy ~9 s.
     sweep_id, job_ids = cluster.submit(seeds=list(range(500, 520)), steps=60_000, log_every=1000)

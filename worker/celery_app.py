@@ -7,8 +7,10 @@ from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
+from worker.packing import check_all_variants
 from worker.recovery import start_recovery_process
 from xorjobs.queue import get_celery
+from xorjobs.settings import get_settings
 from xorjobs.store.engine import dispose_engines
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ def _on_child_start(**_: Any) -> None:
 @worker_init.connect
 def _on_worker_init(**_: Any) -> None:
     preload_torch()
+    if get_settings().pack_size > 1:
+        check_all_variants()
     # Pool children are forked from this process: it must hold no database connection when they are
     # (a SQLite connection's lock state, or a Postgres socket, must never be shared across fork).
     dispose_engines()

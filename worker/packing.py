@@ -22,6 +22,16 @@ if TYPE_CHECKING:  # torch stays out of processes that only route tasks (Flower,
 
 log = logging.getLogger(__name__)
 _exact: dict[str, bool] = {}
+SELF_CHECK_STEPS = 100
+
+
+def check_all_variants() -> None:
+    """Run the self-check of every variant now (a worker's main process, before it forks its pool, so
+    each training child inherits the answers instead of paying seconds for them on its first job)."""
+    from models import VARIANTS
+
+    for variant in VARIANTS:
+        packing_available(variant, "cpu")
 
 
 def packing_available(variant: str, device: str) -> bool:
@@ -31,7 +41,8 @@ def packing_available(variant: str, device: str) -> bool:
     if variant not in _exact:
         from models.packed import packing_is_exact
 
-        _exact[variant] = packing_is_exact(variant)
+        # 100 steps, every one logged: a different kernel path shows in the first steps already.
+        _exact[variant] = packing_is_exact(variant, steps=SELF_CHECK_STEPS)
         if _exact[variant]:
             log.info("packing self-check for %s: bit-identical to solo on this CPU; packing on", variant)
         else:

@@ -70,12 +70,13 @@ def run_job(job_id: str, worker_name: str, settings: Settings) -> RunOutcome:
     if claim is None:
         log.info("job %s: nothing to claim (duplicate delivery, finished, or cancelled)", job_id)
         return RunOutcome.SKIPPED
-    fault_point("after_claim", claim.seed, claim.attempt)
     claims = [claim]
     if pack:
         claims += claim_companions(
             url, claim, worker_name, settings.lease_seconds, settings.max_attempts, settings.pack_size - 1
         )
+    for member in claims:  # a poison job kills its worker whether it leads a pack or joins one
+        fault_point("after_claim", member.seed, member.attempt)
     ACTIVE_CLAIMS.update((member.job_id, member.attempt) for member in claims)
     try:
         if len(claims) > 1:
