@@ -64,7 +64,7 @@ def test_a_failed_self_check_falls_back_to_solo_training(
 ) -> None:
     import models.packed
 
-    monkeypatch.setattr(models.packed, "packing_is_exact", lambda variant, device="cpu": False)
+    monkeypatch.setattr(models.packed, "packing_is_exact", lambda variant, device="cpu", steps=300: False)
     url = f"sqlite:///{tmp_path / 'store.db'}"
     settings = Settings(home=tmp_path, database_url=url, pack_size=8)
     job_ids = make_sweep(url, variants=["wide_deep"], seeds=[1, 2, 3], steps=200)
