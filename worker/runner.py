@@ -22,7 +22,7 @@ from xorjobs.store.lifecycle import (
     claim_job,
     fail_job,
     finish_job,
-    job_kind,
+    peek_job,
     record_costs,
 )
 from xorjobs.store.packs import claim_companions
@@ -62,8 +62,12 @@ def run_job(job_id: str, worker_name: str, settings: Settings) -> RunOutcome:
     ensure_schema(url)
     # The packing self-check (a few seconds, once per process and variant) runs before the claim, so
     # it never eats into a claimed job's lease.
-    kind = job_kind(url, job_id)
-    pack = settings.pack_size > 1 and kind is not None and packing_available(*kind)
+    peek = peek_job(url, job_id)
+    if peek is not None and not peek.claimable(holder_is_dead):
+        # The common case for messages of jobs a pack already did: skip without taking the write lock.
+        log.info("job %s: nothing to claim (%s)", job_id, peek.state)
+        return RunOutcome.SKIPPED
+    pack = settings.pack_size > 1 and peek is not None and packing_available(peek.variant, peek.device)
     claim = claim_job(
         url, job_id, worker_name, settings.lease_seconds, settings.max_attempts, holder_is_dead=holder_is_dead
     )

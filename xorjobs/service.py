@@ -62,7 +62,7 @@ class Service:
         submission = submit_sweep(self.url, self.celery, spec)
         return {"sweep_id": submission.sweep.sweep_id, "jobs": [job.job_id for job in submission.sweep.jobs]}
 
-    def queue_has_worker(self, queue: str, timeout: float = 1.0) -> bool:
+    def queue_has_worker(self, queue: str, timeout: float = 0.5) -> bool:
         """Ask the workers (a broadcast) whether any consumes ``queue``."""
         try:
             replies = self.celery.control.inspect(timeout=timeout).active_queues() or {}

@@ -223,11 +223,34 @@ def release_job(url: str, job_id: str, attempt: int) -> bool:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def job_kind(url: str, job_id: str) -> tuple[str, str] | None:
-    """``(variant, device)`` of a job, or None when the store has no such job."""
+@dataclass(frozen=True)
+class JobPeek:
+    """A job's state as read without the write lock (it may change before a claim; the claim decides)."""
+
+    variant: str
+    device: str
+    state: str
+    lease_expires_at: dt.datetime | None
+    worker: str | None
+
+    def claimable(self, holder_is_dead: Callable[[str], bool]) -> bool:
+        if self.state == JobState.QUEUED:
+            return True
+        if self.state != JobState.RUNNING:
+            return False
+        expired = self.lease_expires_at is not None and self.lease_expires_at < utcnow()
+        return expired or (self.worker is not None and holder_is_dead(self.worker))
+
+
+def peek_job(url: str, job_id: str) -> JobPeek | None:
+    """Read a job's kind and state (None when the store has no such job)."""
     with read_session(url) as session:
-        row = session.execute(select(Job.variant, Job.device).where(Job.id == job_id)).first()
-    return None if row is None else (row.variant, row.device)
+        row = session.execute(
+            select(Job.variant, Job.device, Job.state, Job.lease_expires_at, Job.worker).where(
+                Job.id == job_id
+            )
+        ).first()
+    return None if row is None else JobPeek(*row)
 
 
 def job_state(url: str, job_id: str) -> str | None:

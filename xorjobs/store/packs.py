@@ -26,8 +26,11 @@ from xorjobs.store.tables import Job, JobState
 def claim_companions(
     url: str, leader: Claim, worker: str, lease_seconds: float, max_attempts: int, limit: int
 ) -> list[Claim]:
-    """Claim up to ``limit`` more queued jobs that can share ``leader``'s pack, oldest first.
+    """Claim up to ``limit`` more queued jobs that can share ``leader``'s pack, *newest* first.
 
+    Newest first because the queue delivers oldest first: the messages other workers take next are then
+    for jobs still queued, so they start packs of their own at once instead of skipping through messages
+    of jobs this pack already holds (measured: oldest-first left the second worker idle for a whole pack).
     Compatible means same variant, device, steps and log interval (a pack never mixes them). Postgres
     skips rows another worker is claiming (``FOR UPDATE SKIP LOCKED``); SQLite's BEGIN IMMEDIATE already
     serialises claims.
@@ -47,7 +50,7 @@ def claim_companions(
                 Job.attempt - Job.attempts_forgiven < max_attempts,
                 Job.id != leader.job_id,
             )
-            .order_by(Job.created_at, Job.position)
+            .order_by(Job.created_at.desc(), Job.position.desc())
             .limit(limit)
         )
         if session.get_bind().dialect.name == "postgresql":
