@@ -139,3 +139,18 @@ def test_a_killed_worker_loses_no_member_of_its_pack(sqlite_cluster: Cluster) ->
     results = cluster.check_invariants(str(status["sweep_id"]), bit_exact_sample=1)
     assert [job["state"] for job in results["jobs"]] == ["succeeded"] * 20
     assert {job["attempt"] for job in results["jobs"]} == {2}
+
+
+def test_a_pack_heartbeat_reports_exactly_the_members_fenced_off(database_url: str) -> None:
+    from xorjobs.store import control
+    from xorjobs.store.lifecycle import claim_job
+    from xorjobs.store.packs import claim_companions, renew_pack
+
+    job_ids = make_sweep(database_url, variants=["nn"], seeds=list(range(6)), steps=100)
+    leader = claim_job(database_url, job_ids[0], "w", 60, 3)
+    assert leader is not None
+    members = [leader, *claim_companions(database_url, leader, "w", 60, 3, limit=5)]
+    assert len(members) == 6
+    assert renew_pack(database_url, members, 60) == set()
+    control.cancel(database_url, job_ids[2])
+    assert renew_pack(database_url, members, 60) == {job_ids[2]}

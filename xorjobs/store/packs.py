@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 
 from xorjobs.store.engine import write_session
 from xorjobs.store.lifecycle import (
@@ -80,21 +80,32 @@ def claim_companions(
 
 
 def _renew_members(session: object, claims: Sequence[Claim], lease_seconds: float) -> set[str]:
-    """Renew each member's lease; return the ids whose attempt no longer owns its job."""
+    """Renew every still-owned member's lease in one statement; return the ids no longer owned.
+
+    One UPDATE for the whole pack, not one per member: the heartbeat runs beside the training loop, in
+    the same process, and hundreds of small statements every beat took the GIL from it.
+    """
     from sqlalchemy.orm import Session
 
     assert isinstance(session, Session)
+    if not claims:
+        return set()
     expires = utcnow() + dt.timedelta(seconds=lease_seconds)
-    lost = set()
-    for claim in claims:
-        result = session.execute(
-            update(Job)
-            .where(Job.id == claim.job_id, Job.attempt == claim.attempt, Job.state == JobState.RUNNING)
-            .values(lease_expires_at=expires)
+    owned: set[str] = set()
+    for start in range(0, len(claims), 500):
+        chunk = claims[start : start + 500]
+        owned.update(
+            session.scalars(
+                update(Job)
+                .where(
+                    tuple_(Job.id, Job.attempt).in_([(claim.job_id, claim.attempt) for claim in chunk]),
+                    Job.state == JobState.RUNNING,
+                )
+                .values(lease_expires_at=expires)
+                .returning(Job.id)
+            ).all()
         )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            lost.add(claim.job_id)
-    return lost
+    return {claim.job_id for claim in claims} - owned
 
 
 def renew_pack(url: str, claims: Sequence[Claim], lease_seconds: float) -> set[str]:
