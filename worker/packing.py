@@ -58,6 +58,7 @@ def train_pack(claims: Sequence[Claim], url: str, settings: Settings) -> tuple[i
     import torch
 
     from models.packed import PackedMemberError, train_packed
+    from worker.runner import outcome_of
 
     leader = claims[0]
     written = [0] * len(claims)
@@ -99,16 +100,7 @@ def train_pack(claims: Sequence[Claim], url: str, settings: Settings) -> tuple[i
     for index, (claim, result) in enumerate(zip(claims, results, strict=True)):
         if result is None:
             continue
-        outcomes[claim] = Outcome(
-            unwritten_costs=result.costs[written[index] :],
-            final_cost=result.costs[-1][1] if result.costs else None,
-            hypothesis=result.hypothesis,
-            predicted=result.predicted,
-            accuracy=result.accuracy,
-            device_name=result.device_name,
-            cpu_capability=result.cpu_capability,
-            torch_version=torch.__version__,
-        )
+        outcomes[claim] = outcome_of(result, written[index], torch.__version__)
     for claim in claims:
         fault_point("before_final_commit", claim.seed, claim.attempt)
     lost = finish_pack(url, outcomes, errors)

@@ -10,6 +10,7 @@ import logging
 import traceback
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from worker.faults import fault_point
 from worker.liveness import holder_is_dead
@@ -27,6 +28,9 @@ from xorjobs.store.lifecycle import (
 )
 from xorjobs.store.packs import claim_companions
 from xorjobs.store.schema import ensure_schema
+
+if TYPE_CHECKING:  # torch stays out of this module's imports (the Flower image has none)
+    from models.result import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +156,20 @@ def _train(claim: Claim, url: str, settings: Settings) -> Outcome:
             progress_interval_s=settings.progress_seconds,
         )
         beat.check()
+    return outcome_of(result, writer.written, torch.__version__)
+
+
+def outcome_of(result: TrainResult, written: int, torch_version: str) -> Outcome:
+    """What the store writes for a finished run: the costs not yet written, and the result."""
     return Outcome(
-        unwritten_costs=result.costs[writer.written :],
+        unwritten_costs=result.costs[written:],
         final_cost=result.costs[-1][1] if result.costs else None,
         hypothesis=result.hypothesis,
         predicted=result.predicted,
         accuracy=result.accuracy,
         device_name=result.device_name,
         cpu_capability=result.cpu_capability,
-        torch_version=torch.__version__,
+        torch_version=torch_version,
     )
 
 

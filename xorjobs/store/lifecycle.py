@@ -97,19 +97,24 @@ def claim_job(
         row = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.state == job.state, Job.attempt == job.attempt)
-            .values(
-                state=JobState.RUNNING,
-                attempt=Job.attempt + 1,
-                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-                started_at=now,
-                worker=worker,
-                error=None,
-            )
+            .values(**claim_values(now, worker, lease_seconds))
             .returning(Job.attempt)
         ).first()
         if row is None:
             return None
         return Claim(job.id, row.attempt, job.variant, job.seed, job.lr, job.steps, job.log_every, job.device)
+
+
+def claim_values(now: dt.datetime, worker: str, lease_seconds: float) -> dict[str, object]:
+    """What a claim writes: running, the next attempt (the new fencing token), a fresh lease."""
+    return {
+        "state": JobState.RUNNING,
+        "attempt": Job.attempt + 1,
+        "lease_expires_at": now + dt.timedelta(seconds=lease_seconds),
+        "started_at": now,
+        "worker": worker,
+        "error": None,
+    }
 
 
 def _fail_exhausted(session: Session, job: Job, max_attempts: int, now: dt.datetime) -> None:

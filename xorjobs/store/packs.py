@@ -16,6 +16,7 @@ from xorjobs.store.engine import write_session
 from xorjobs.store.lifecycle import (
     Claim,
     Outcome,
+    claim_values,
     upsert_costs_in_transaction,
     utcnow,
     write_result_in_transaction,
@@ -61,14 +62,7 @@ def claim_companions(
         rows = session.execute(
             update(Job)
             .where(Job.id.in_(ids), Job.state == JobState.QUEUED)
-            .values(
-                state=JobState.RUNNING,
-                attempt=Job.attempt + 1,
-                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-                started_at=now,
-                worker=worker,
-                error=None,
-            )
+            .values(**claim_values(now, worker, lease_seconds))
             .returning(Job.id, Job.attempt, Job.seed, Job.lr)
         ).all()
     order = {job_id: index for index, job_id in enumerate(ids)}
