@@ -25,7 +25,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: the same examples on every run, so a CI run cannot pass or fail by luck.
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_fuzzed_requests_never_get_a_server_error(case: schemathesis.Case) -> None:
     for headers in (AUTH, {}):
         response = case.call(headers={**(case.headers or {}), **headers})
