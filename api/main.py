@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import xorjobs
 from api.deps import require_token
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dashboard.router)  # its pages redirect to /login themselves (a browser gets no 401)
     app.add_exception_handler(XorjobsError, _xorjobs_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodySizeLimit)
     return app
 
@@ -45,6 +47,15 @@ async def _xorjobs_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, XorjobsError)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
     return SafeJSONResponse({"detail": str(error)}, status_code=error.http_status, headers=headers)
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI answers 400 for a body it cannot even decode (bytes that are not UTF-8 JSON); invalid input
+    is a 422 naming the field everywhere else in this API, so that case is one too."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 400 and "parsing the body" in str(error.detail):
+        return SafeJSONResponse({"detail": "body: not valid JSON"}, status_code=422)
+    return SafeJSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
