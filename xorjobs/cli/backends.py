@@ -57,17 +57,8 @@ class HttpBackend:
         if response.status_code < 400:
             body: Json = response.json()
             return body
-        detail = _detail(response)
-        if response.status_code == 401:
-            raise Unauthorized(f"the API at {self._base_url} refused the token: {detail}")
-        if response.status_code == 404:
-            raise NotFound(detail)
-        if response.status_code in (413, 422):
-            field, _, message = detail.partition(": ")
-            raise InvalidSpec(field.removeprefix("body."), message or detail)
-        if response.status_code == 503:
-            raise Unreachable(detail)
-        raise XorjobsError(f"the API answered {response.status_code}: {detail}")
+        self._raise_for(response)
+        raise AssertionError("unreachable: _raise_for always raises for an error status")
 
     def submit(self, spec: SweepSpec, idempotency_key: str | None) -> Json:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -143,7 +134,7 @@ class HttpBackend:
         return response.content
 
     def _raise_for(self, response: httpx2.Response) -> None:
-        """The same translation as ``_call``'s, for the calls whose answer is not JSON."""
+        """Translate an error status into the xorjobs error the CLI reports (one place for every call)."""
         detail = _detail(response)
         if response.status_code == 401:
             raise Unauthorized(f"the API at {self._base_url} refused the token: {detail}")
@@ -151,7 +142,7 @@ class HttpBackend:
             raise NotFound(detail)
         if response.status_code in (413, 422):
             field, _, message = detail.partition(": ")
-            raise InvalidSpec(field.removeprefix("query."), message or detail)
+            raise InvalidSpec(field.removeprefix("body.").removeprefix("query."), message or detail)
         if response.status_code == 409:
             raise SweepActive(detail)
         if response.status_code == 503:
