@@ -6,17 +6,17 @@ with a few large tensor operations instead of K sets of tiny ones. The catch is 
 cost curve. Plain batched maths (``bmm``, ``sum(dim)``, one ``sigmoid`` over everything) rounds differently
 from the solo kernels, so every operation here is written to take *the same arithmetic path, element for
 element,* as the kernel the solo run reaches. What those paths are was measured on the CPU this project
-runs on (x86-64, torch 2.13 CPU build with MKL, ATen dispatching AVX2 kernels), by comparing each
+runs on (x86-64, torch 2.13 CPU build with MKL; AVX2 and AVX-512 machines), by comparing each
 candidate formula bit for bit with the solo kernel over thousands of random inputs with a wide range of
 magnitudes:
 
 * **Tiny matmuls** (``nn.Linear``'s ``addmm`` forward, its ``mm`` backward, the backprop script's
-  ``matmul``) go to MKL ``sgemm``. For these sizes MKL rounds every product and sums them *without* FMA,
-  in an order that depends on the size and, for K=10, on the 16-byte alignment of the row being read
-  (rows 1 and 3 of a fresh 4x10 activation sit at byte offsets 40 and 120: MKL peels two elements
-  first). The orders were recovered with a probe: three non-zero terms ``1, -1, 2**-30`` show which pair
-  meets first, and all such triples give the summation tree. Here each product is one elementwise
-  ``mul`` (a correctly rounded product is the same in any kernel) and each tree node one ``add``.
+  ``matmul``) go to MKL ``sgemm``, whose order of additions, and whether it fuses a product into an
+  add (FMA), depend on the CPU (AVX2 and AVX-512 kernels, Intel and AMD code paths), the shapes and
+  even an element's position (AVX2 MKL peels the rows of a 4x10 input that are not 16-byte aligned).
+  No table can cover every CPU, so ``models.blas_orders`` asks this CPU's kernels at start-up, through
+  the very calls the solo run makes, and ``models.tree_products`` replays each element's tree over the
+  job dimension: a rounded product is one ``mul``, a plain node one ``add``, a fused one ``addcmul``.
 * **Sigmoid** (``torch.sigmoid``) runs ``1 / (1 + exp(-x))`` with SLEEF's vector ``exp`` in the vectorised
   loop but with glibc's scalar ``expf`` in the loop's tail, and the two disagree in the last bit for
   about 4% of inputs. ATen's ``vectorized_loop`` handles ``2 * Vectorized<float>::size()`` elements per
@@ -44,25 +44,29 @@ cost more than the arithmetic for packs of up to a few hundred jobs.
 Everything here is elementwise per job, so a member that diverges (inf, NaN) never touches the others.
 All of this is specific to the machine's kernels: ``packing_is_exact`` re-checks it at start-up against
 ``models.train`` and a caller should fall back to solo runs when it says ``False``. Exactness is a CPU
-property; ``train_packed`` runs on the CPU only.
+property; on CUDA ``train_packed`` runs the plain batched engine of ``models.packed_batched``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from models.backprop import sigmoid
+from models.blas_orders import measure
 from models.data import xor_data
+from models.initial_weights import backprop_init, sequential_init
 from models.networks import LAYER_WIDTHS
+from models.packed_batched import BatchedPack, GraphedPack, batched_engine
 from models.result import TrainResult
 from models.train import VARIANTS, describe_device
+from models.tree_products import emit_product
 
 CostChunk = list[tuple[int, float]]
 PackedProgressCallback = Callable[[list[CostChunk]], None]
@@ -179,127 +183,6 @@ class _Scratch:
         return self._buffers[key]
 
 
-# --- MKL sgemm summation trees ---------------------------------------------------------------------
-# Each function takes the rounded products stacked along dim 0 (``p[k]``: the k-th term of every
-# output element) and adds them in MKL's order into ``out``. Products are never fused into the adds:
-# MKL's small kernels round each product (measured: a fused candidate matched 96% of elements, the
-# unfused one 100%). Addition being commutative, only the tree matters, not the operand order.
-
-_Tree = Callable[[Tensor, Tensor, _Scratch, _Emit], None]
-
-
-def _sum2(p: Tensor, out: Tensor, scratch: _Scratch, emit: _Emit) -> None:
-    """K = 2 (``nn``'s layers, ``wide_deep``'s first, the backprop script's): ``p0 + p1``."""
-    emit(torch.add, p[0], p[1], out=out)
-
-
-def _sum10_aligned(p: Tensor, out: Tensor, scratch: _Scratch, emit: _Emit) -> None:
-    """K = 10 dot product read from a 16-byte aligned row (rows 0 and 2 of a fresh 4x10 input).
-
-    MKL loads k0..k7 into one 8-lane register, folds it in halves ((k0+k4), (k1+k5), (k2+k6), (k3+k7),
-    then (k0+k4)+(k2+k6) and (k1+k5)+(k3+k7), then their sum) and adds the tail k8, then k9.
-    """
-    lanes = scratch("lanes", 4, *p.shape[1:])
-    emit(torch.add, p[0:4], p[4:8], out=lanes)
-    halves = scratch("halves", 2, *p.shape[1:])
-    emit(torch.add, lanes[0:2], lanes[2:4], out=halves)
-    emit(torch.add, halves[0], halves[1], out=out)
-    emit(Tensor.add_, out, p[8])
-    emit(Tensor.add_, out, p[9])
-
-
-def _sum10_peeled(p: Tensor, out: Tensor, scratch: _Scratch, emit: _Emit) -> None:
-    """K = 10 dot product read from a row at 8 mod 16 bytes (rows 1 and 3), and every row when N = 1.
-
-    MKL first adds k0 + k1 (peeling to alignment), adds that into lane 0 of the register holding
-    k2..k9, then folds the register in halves as above: lanes (k2+(k0+k1))+k6, k3+k7, k4+k8, k5+k9.
-    """
-    lanes = scratch("lanes", 4, *p.shape[1:])
-    emit(torch.add, p[3:6], p[7:10], out=lanes[1:4])
-    emit(torch.add, p[0], p[1], out=lanes[0])
-    emit(Tensor.add_, lanes[0], p[2])
-    emit(Tensor.add_, lanes[0], p[6])
-    halves = scratch("halves", 2, *p.shape[1:])
-    emit(torch.add, lanes[0:2], lanes[2:4], out=halves)
-    emit(torch.add, halves[0], halves[1], out=out)
-
-
-# (K, N) -> (tree for input rows 0 and 2, tree for rows 1 and 3) of ``addmm(b, x, W.t())``; the bias is
-# added last (``C = acc + beta * C``), after the whole dot product.
-_FORWARD_TREES: dict[tuple[int, int], tuple[_Tree, _Tree]] = {
-    (2, 2): (_sum2, _sum2),
-    (2, 1): (_sum2, _sum2),
-    (2, 10): (_sum2, _sum2),
-    (10, 10): (_sum10_aligned, _sum10_peeled),
-    (10, 1): (_sum10_peeled, _sum10_peeled),
-}
-
-
-def _grad_input_sequential(r: Tensor, out: Tensor, scratch: _Scratch, emit: _Emit) -> None:
-    """``grad.mm(W)`` for a 4x10 grad and a 10x10 W, rows 0 and 2, from ``r[u, i, k] = g[i, u] * W[u, k]``:
-    MKL sums u sequentially."""
-    emit(torch.add, r[0], r[1], out=out)
-    for u in range(2, r.shape[0]):
-        emit(Tensor.add_, out, r[u])
-
-
-def _grad_input_peeled(r: Tensor, out: Tensor, scratch: _Scratch, emit: _Emit) -> None:
-    """``grad.mm(W)`` as above for rows 1 and 3 (the rows at 8 mod 16 bytes).
-
-    Sequential too, except for output columns 0 and 1 (the peeled ones), where MKL keeps two partial
-    sums, ((r0+r1)+r2)+r3 and ((r4+r5)+r6)+r7, adds them, then r8, then r9.
-    """
-    _sum4(r[0:4], out, emit)
-    peeled = scratch("peeled", *out[:, 0:2].shape)
-    emit(Tensor.copy_, peeled, out[:, 0:2])
-    for u in range(4, 10):
-        emit(Tensor.add_, out, r[u])
-    columns = r[:, :, 0:2]
-    emit(Tensor.add_, peeled, _sum4(columns[4:8], scratch("tail", *peeled.shape), emit))
-    emit(Tensor.add_, peeled, columns[8])
-    emit(Tensor.add_, peeled, columns[9])
-    emit(Tensor.copy_, out[:, 0:2], peeled)
-
-
-_ALL_ROWS, _EVEN_ROWS, _ODD_ROWS = slice(None), slice(0, 4, 2), slice(1, 4, 2)
-
-# (K, N) -> (tree for rows 0 and 2, tree for rows 1 and 3) of ``grad.mm(W)`` (N > 1; with N = 1 every
-# element is one rounded product).
-_GRAD_INPUT_TREES: dict[tuple[int, int], tuple[_Tree, _Tree]] = {
-    (10, 10): (_grad_input_sequential, _grad_input_peeled),
-}
-
-
-def _sequential_init(shapes: Sequence[tuple[int, int]], seed: int) -> list[tuple[Tensor, Tensor]]:
-    """The weights ``build_sequential`` gives each layer right after ``torch.manual_seed(seed)``.
-
-    ``nn.Linear.reset_parameters`` draws ``kaiming_uniform_(weight, a=sqrt(5))`` then
-    ``uniform_(bias, -1/sqrt(fan_in), 1/sqrt(fan_in))``, layer after layer; the same calls on a fresh
-    generator seeded alike draw the same numbers (``torch.manual_seed`` seeds the CPU generator's
-    Mersenne Twister just as ``Generator.manual_seed`` does), without building modules or touching the
-    global generator.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    params = []
-    for fan_in, fan_out in shapes:
-        weight = torch.empty(fan_out, fan_in)
-        torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
-        bias = torch.empty(fan_out)
-        bound = 1 / math.sqrt(fan_in)
-        torch.nn.init.uniform_(bias, -bound, bound, generator=generator)
-        params.append((weight, bias))
-    return params
-
-
-def _backprop_init(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``models.backprop.initial_params(seed)`` (``normal_`` fills of w1, b1, w2, b2 in that order after
-    ``torch.manual_seed``), drawn from a generator of its own."""
-    generator = torch.Generator().manual_seed(seed)
-    shapes: tuple[tuple[int, ...], ...] = ((2, 2), (2,), (2, 1), (1,))
-    w1, b1, w2, b2 = (torch.nn.init.normal_(torch.empty(shape), generator=generator) for shape in shapes)
-    return w1, b1, w2, b2
-
-
 # --------------------------------------------------------------------------------------------------
 # The two engines. Layout: the job dimension J is the last one everywhere (activations (4, units, J),
 # weights (in, out, J)), so every elementwise op runs over long contiguous rows of jobs, vectorised
@@ -315,9 +198,10 @@ class _SequentialPack:
         self.widths = LAYER_WIDTHS[variant]
         self.jobs = jobs = len(seeds)
         self.shapes = shapes = list(zip(self.widths, self.widths[1:], strict=False))
-        for k, n in shapes:
-            if (k, n) not in _FORWARD_TREES:
-                raise NotImplementedError(f"no measured MKL summation order for a {k}->{n} layer")
+        # How this CPU's sgemm evaluates each of the solo run's products (measured once per process).
+        self.forward_trees = [measure("linear_forward", 4, k, n, True) for k, n in shapes]
+        self.grad_weight_trees = [measure("linear_grad_weight", n, 4, k, False) for k, n in shapes]
+        self.grad_input_trees = [measure("linear_grad_input", 4, n, k, False) for k, n in shapes]
         rows = sum(k * n + n for k, n in shapes)
         self.theta = torch.empty(rows, jobs)
         self.grad = torch.empty(rows, jobs)
@@ -334,7 +218,7 @@ class _SequentialPack:
             self.gb.append(self.grad[row : row + n])
             row += n
         for job, seed in enumerate(seeds):
-            for layer, (weight, bias) in enumerate(_sequential_init(shapes, seed)):
+            for layer, (weight, bias) in enumerate(sequential_init(shapes, seed)):
                 self.w[layer][:, :, job] = weight.t()
                 self.b[layer][:, job] = bias
         # SGD's alpha: the double -lr cast to float by the add kernel.
@@ -345,7 +229,6 @@ class _SequentialPack:
         self.chunk = _vector_chunk()
         self.scratch = _Scratch()
         self.h = [torch.empty(4, n, jobs) for _, n in shapes]  # activations, read by the backward pass
-        self.prod_size = max(4 * k * n for k, n in shapes) * jobs
         self.one = torch.ones(())
         self.acts = [self.x, *self.h]
         self._forward, self._step = _Program(), _Program()
@@ -372,25 +255,11 @@ class _SequentialPack:
 
     def _record_forward(self, emit: _Emit) -> None:
         """``model(x)`` for every job: activations into ``self.h``."""
-        scratch, jobs = self.scratch, self.jobs
-        for (k, n), a, w, b, h in zip(self.shapes, self.acts[:-1], self.w, self.b, self.h, strict=True):
-            z = scratch("z", 4, n, jobs)
-            even, odd = _FORWARD_TREES[(k, n)]
-            # The rows with the same MKL order are done together (for a 10x10 layer the two row
-            # parities in turn, which also keeps the product buffer within the L2 cache).
-            passes = [(_ALL_ROWS, even)] if even is odd else [(_EVEN_ROWS, even), (_ODD_ROWS, odd)]
-            for rows, tree in passes:
-                ai = a[rows]
-                # p[k, i, u, j] = x_j[i, k] * W_j[u, k]: MKL's rounded products.
-                p = self._prod(k, ai.shape[0], n)
-                emit(torch.mul, ai.permute(1, 0, 2).unsqueeze(2), w.unsqueeze(1), out=p)
-                tree(p, z[rows], scratch, emit)
-            emit(Tensor.add_, z, b)
+        for layer, (a, w, b, h) in enumerate(zip(self.acts[:-1], self.w, self.b, self.h, strict=True)):
+            # addmm(bias, input, weight.t()), each element along sgemm's tree, the bias included.
+            z = self.scratch("z", *h.shape)
+            emit_product(emit, self.scratch, f"f{layer}:", self.forward_trees[layer], a, w, z, bias=b)
             self._record_sigmoid(emit, z, h)
-
-    def _prod(self, *shape: int) -> Tensor:
-        """The one product buffer (forward products, then weight- and input-gradient products)."""
-        return self.scratch("prod", self.prod_size)[: math.prod(shape) * self.jobs].view(*shape, self.jobs)
 
     def forward(self) -> list[Tensor]:
         """Activations (4, units, J) of every layer, input first: what ``model(x)`` gives each job."""
@@ -429,30 +298,16 @@ class _SequentialPack:
             emit(Tensor.mul_, gz, grad)
             emit(Tensor.mul_, gz, h)
             _sum4(gz, self.gb[layer], emit)
-            # W.grad = grad.t().mm(input): the products x_j[i, k] * g_j[i, u], summed over i in order.
-            gw = self.gw[layer]
-            if k * n >= 100:  # one sample at a time: the products stay in the L2 cache
-                emit(torch.mul, a[0].unsqueeze(1), gz[0].unsqueeze(0), out=gw)
-                product = self._prod(k, n)
-                for i in range(1, 4):
-                    emit(torch.mul, a[i].unsqueeze(1), gz[i].unsqueeze(0), out=product)
-                    emit(Tensor.add_, gw, product)
-            else:
-                q = self._prod(4, k, n)
-                emit(torch.mul, a.unsqueeze(2), gz.unsqueeze(1), out=q)
-                _sum4(q, gw, emit)
+            # W.grad = grad.t().mm(input): (out, in), stored here as (in, out, J).
+            trees = self.grad_weight_trees[layer]
+            gw = self.gw[layer].permute(1, 0, 2)
+            emit_product(emit, scratch, f"gw{layer}:", trees, gz.permute(1, 0, 2), a, gw)
             if layer == 0:
                 continue
-            # input.grad = grad.mm(W): r[u, i, k, j] = g_j[i, u] * W_j[u, k], summed over u.
+            # input.grad = grad.mm(W): (4, in).
             grad = scratch("grad_in", 4, k, jobs)
-            if n == 1:
-                emit(torch.mul, gz, w[:, 0, :], out=grad)  # a single product per element
-                continue
-            for rows, tree in zip((_EVEN_ROWS, _ODD_ROWS), _GRAD_INPUT_TREES[(k, n)], strict=True):
-                gi = gz[rows]
-                r = self._prod(n, gi.shape[0], k)
-                emit(torch.mul, gi.permute(1, 0, 2).unsqueeze(2), w.permute(1, 0, 2).unsqueeze(1), out=r)
-                tree(r, grad[rows], scratch, emit)
+            trees = self.grad_input_trees[layer]
+            emit_product(emit, scratch, f"gi{layer}:", trees, gz, w.permute(1, 0, 2), grad)
         emit(Tensor.addcmul_, self.theta, self.grad, self.alpha)  # fma(grad, -lr, param), as add_ does
 
     def step(self, acts: list[Tensor]) -> None:
@@ -473,7 +328,7 @@ class _BackpropPack:
         self.gw1, self.gb1 = self.grad[0:4].view(2, 2, jobs), self.grad[4:6]
         self.gw2, self.gb2 = self.grad[6:8], self.grad[8:9]
         for job, seed in enumerate(seeds):
-            w1, b1, w2, b2 = _backprop_init(seed)
+            w1, b1, w2, b2 = backprop_init(seed)
             self.w1[:, :, job] = w1
             self.b1[:, job] = b1
             self.w2[:, job] = w2[:, 0]
@@ -483,14 +338,25 @@ class _BackpropPack:
         x, y = xor_data(torch.device("cpu"))
         self.x = x[:, :, None]  # (4, 2, 1), broadcast over jobs
         self.y = y[:, :, None]  # (4, 1, 1)
+        self.scratch = _Scratch()
+        self.trees = {
+            "l1": measure("matmul", 4, 2, 2, False),
+            "l2": measure("matmul", 4, 2, 1, False),
+            "gw2": measure("matmul_transposed_left", 2, 4, 1, False),
+            "gw1": measure("matmul_transposed_left", 2, 4, 2, False),
+        }
 
     def forward(self) -> list[Tensor]:
         """``(l1, a1, l2, y_pred)`` as ``models.backprop.forward`` computes them, per job."""
-        x = self.x
-        # torch.add(torch.matmul(x, w1), b1): MKL's x0*w0 + x1*w1 (unfused), then the bias.
-        l1 = (x[:, 0:1] * self.w1[0] + x[:, 1:2] * self.w1[1]) + self.b1
+        jobs, scratch = self.jobs, self.scratch
+        # torch.add(torch.matmul(x, w1), b1): the matmul along sgemm's tree, then the bias.
+        l1 = torch.empty(4, 2, jobs)
+        emit_product(_now, scratch, "l1:", self.trees["l1"], self.x.expand(4, 2, jobs), self.w1, l1)
+        l1.add_(self.b1)
         a1 = sigmoid(l1)  # 1 / (1 + torch.exp(-x)): VML exp, the same per element in any layout
-        l2 = (a1[:, 0:1] * self.w2[0] + a1[:, 1:2] * self.w2[1]) + self.b2
+        l2 = torch.empty(4, 1, jobs)
+        emit_product(_now, scratch, "l2:", self.trees["l2"], a1, self.w2.unsqueeze(1), l2)
+        l2.add_(self.b2)
         return [l1, a1, l2, sigmoid(l2)]
 
     def hypothesis(self, acts: list[Tensor]) -> Tensor:
@@ -510,12 +376,15 @@ class _BackpropPack:
         # sigmoid_prime(l) = sigmoid(l) * (1 - sigmoid(l)): sigmoid(l) is recomputed bit-identically, so
         # the stored activations stand in for it.
         d_l2 = d_y_pred * (y_pred * (1 - y_pred))  # (4, 1, J)
-        # matmul(a1.T, d_b2): products summed over the 4 samples in order.
-        _sum4(a1 * d_l2, out=self.gw2)
+        scratch = self.scratch
+        # matmul(a1.T, d_b2) and matmul(x.T, d_b1), along sgemm's trees.
+        gw2 = self.gw2.unsqueeze(1)
+        emit_product(_now, scratch, "gw2:", self.trees["gw2"], a1.permute(1, 0, 2), d_l2, gw2)
         # matmul(d_b2, w2.T): one product per element.
         d_a1 = d_l2 * self.w2
         d_l1 = d_a1 * (a1 * (1 - a1))  # (4, 2, J)
-        _sum4(x.unsqueeze(2) * d_l1.unsqueeze(1), out=self.gw1)  # matmul(x.T, d_b1): (in, out, J)
+        x = self.x.expand(4, 2, self.jobs).permute(1, 0, 2)
+        emit_product(_now, scratch, "gw1:", self.trees["gw1"], x, d_l1, self.gw1)
         _sum4(d_l1, out=self.gb1).div_(4)  # torch.mean(d_b1, 0)
         _sum4(d_l2, out=self.gb2).div_(4)
         # w = w - learning_rate * d_w (and b with the mean), all nine rows at once.
@@ -561,30 +430,42 @@ def train_packed(
     device: str = "cpu",
     on_progress: Callable[[list[list[tuple[int, float]]]], None] | None = None,
     progress_interval_s: float = 2.0,
+    *,
+    engine: Literal["exact", "batched"] | None = None,
 ) -> list[TrainResult]:
     """Train ``len(seeds)`` jobs of ``variant`` at once; job ``i`` has ``seeds[i]`` and ``lrs[i]``.
 
-    Each result equals ``models.train(variant, seeds[i], lrs[i], steps, log_every)`` bit for bit (on
-    the kernels ``packing_is_exact`` confirms). ``on_progress`` gets, per job, the costs logged since its
-    last call; it may raise to abort. A member whose solo run would raise (NaN hypothesis in an
-    ``nn``/``wide_deep`` run) is reported by ``PackedMemberError`` after the others finish.
+    On the CPU each result equals ``models.train(variant, seeds[i], lrs[i], steps, log_every)`` bit for
+    bit (on the kernels ``packing_is_exact`` confirms). On CUDA the jobs run as plain batched maths in
+    CUDA graphs (``models.packed_batched``): the same training, rounded as the GPU rounds. ``engine``
+    picks one explicitly ("batched" on the CPU runs the GPU's maths there, for tests). ``on_progress``
+    gets, per job, the costs logged since its last call; it may raise to abort. A member whose solo run
+    would raise (NaN hypothesis in an ``nn``/``wide_deep`` run) is reported by ``PackedMemberError``
+    after the others finish.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     if len(seeds) != len(lrs):
         raise ValueError(f"{len(seeds)} seeds but {len(lrs)} learning rates")
-    if torch.device(device).type != "cpu":
-        raise ValueError("packed training is bit-exact only on the CPU; train other devices solo")
+    torch_device = torch.device(device)
+    engine = engine or ("exact" if torch_device.type == "cpu" else "batched")
+    if engine == "exact" and torch_device.type != "cpu":
+        raise ValueError("the bit-exact packed engine runs on the CPU only; use engine='batched'")
     if log_every < 1:
         raise ValueError("log_every must be at least 1")
     if not seeds:
         return []
     jobs = len(seeds)
     log = _PackedCostLog(jobs, on_progress, progress_interval_s)
-    failed = torch.zeros(jobs, dtype=torch.bool)
-    with _one_thread(), torch.no_grad():
-        pack: _SequentialPack | _BackpropPack
-        pack = _BackpropPack(seeds, lrs) if variant == "backprop" else _SequentialPack(variant, seeds, lrs)
+    failed = torch.zeros(jobs, dtype=torch.bool, device=torch_device)
+    with _one_thread() if engine == "exact" else contextlib.nullcontext(), torch.no_grad():
+        pack: _SequentialPack | _BackpropPack | BatchedPack | GraphedPack
+        if engine == "batched":
+            pack = batched_engine(variant, seeds, lrs, torch_device)
+        elif variant == "backprop":
+            pack = _BackpropPack(seeds, lrs)
+        else:
+            pack = _SequentialPack(variant, seeds, lrs)
         can_fail = variant != "backprop"  # only BCELoss checks its input; the script's cost just goes NaN
         for step in range(steps):
             acts = pack.forward()
@@ -598,13 +479,14 @@ def train_packed(
                 alive = ~failed
                 log.log(step, pack.costs(acts, alive).tolist(), alive.tolist())
             pack.step(acts)
-        final = pack.hypothesis(pack.forward())  # (4, J)
+        final = pack.hypothesis(pack.forward()).cpu()  # (4, J)
+        failed = failed.cpu()
     y = xor_data(torch.device("cpu"))[1][:, 0:1]
     predicted = (final > 0.5).float()
     # The mean of four 0/1 values: exact in any order.
     accuracy = _sum4((predicted == y).float(), out=torch.empty(jobs)) / 4
     log.flush()
-    device_name, cpu_capability = describe_device(torch.device("cpu"))
+    device_name, cpu_capability = describe_device(torch_device)
     hypotheses, labels, accuracies = final.t().tolist(), predicted.t().tolist(), accuracy.tolist()
     results: list[TrainResult | None] = []
     errors: dict[int, RuntimeError] = {}

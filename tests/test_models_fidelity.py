@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -36,19 +37,33 @@ def assert_same_run(result: TrainResult, seed_run: tuple) -> None:
 
 @pytest.mark.parametrize("variant", ["nn", "wide_deep", "backprop"])
 def test_variant_equals_reference_file_bit_for_bit(variant: str) -> None:
+    """Ours equals the seed's script run here, and the reference file wherever the seed's script does.
+
+    The reference files hold what the seed's script printed on the CPU that made them. Its tiny matrix
+    products go to MKL, whose summation order and use of FMA differ between CPUs (AVX2 and AVX-512
+    kernels, Intel and AMD paths), and training is chaotic: on another CPU the seed's own script drifts
+    from the file after a few hundred steps. There the file cannot be the yardstick, the live script is.
+    """
     reference_file = REFERENCE / f"{variant}_seed777_lr1.0.json"
     if not reference_file.exists():
         pytest.fail(f"reference file missing: {reference_file}")
     reference = json.loads(reference_file.read_text())
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
-        pytest.skip(
-            "the reference files were made with x86-64 AVX2/AVX-512 kernels; the live test covers this CPU"
-        )
+    seed_run = run_seed_script(variant, reference["seed"], reference["lr"], reference["steps"])
     result = train(variant, reference["seed"], reference["lr"], steps=reference["steps"])
+    assert_same_run(result, seed_run)
+    assert len(result.costs) == 101
+    seed_costs = [list(pair) for pair in seed_run[0]]
+    if seed_costs != reference["costs"]:
+        first = next(s for (s, c), (_, r) in zip(seed_costs, reference["costs"], strict=True) if c != r)
+        warnings.warn(
+            f"on this CPU ({torch.backends.cpu.get_cpu_capability()}) the seed's own script leaves the "
+            f"reference file at step {first}; {variant} was compared with the script run live instead",
+            stacklevel=1,
+        )
+        return
     assert [list(pair) for pair in result.costs] == reference["costs"]
     assert result.hypothesis == reference["final_hypothesis"]
     assert result.accuracy == reference["accuracy"]
-    assert len(result.costs) == 101
 
 
 @pytest.mark.parametrize(
