@@ -1,8 +1,10 @@
 """Training a pack: up to XORJOBS_PACK_SIZE compatible queued jobs as one vectorised run.
 
-The packed trainer (``models.packed``) is bit-identical to solo training on the kernels it was built
-for; a worker checks that on its own CPU the first time it would pack a variant, and trains solo where
-the check fails, rather than store different numbers.
+On the CPU the packed trainer (``models.packed``) is bit-identical to solo training wherever its
+start-up measurement of the BLAS kernels holds; a worker checks that on its own CPU before it packs a
+variant, and trains solo where the check fails, rather than store different numbers. On CUDA there is
+no bit-exact reference to keep (a GPU rounds differently from the CPU whether packed or not), so CUDA
+jobs are packed whenever the worker has CUDA.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def check_all_variants() -> None:
 def packing_available(variant: str, device: str) -> bool:
     """Whether packed training of ``variant`` equals solo training here (checked once per process)."""
     if device != "cpu":
-        return False  # the packed trainer is CPU-only; CUDA jobs train solo
+        return device == "cuda" and _has_cuda()
     if variant not in _exact:
         from models.packed import packing_is_exact
 
@@ -48,6 +50,12 @@ def packing_available(variant: str, device: str) -> bool:
         else:
             log.warning("packing self-check for %s: NOT bit-identical on this CPU; training solo", variant)
     return _exact[variant]
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def train_pack(claims: Sequence[Claim], url: str, settings: Settings) -> tuple[int, int]:
@@ -86,6 +94,7 @@ def train_pack(claims: Sequence[Claim], url: str, settings: Settings) -> tuple[i
                     [claim.lr for claim in claims],
                     steps=leader.steps,
                     log_every=leader.log_every,
+                    device=leader.device,
                     on_progress=on_progress,
                     progress_interval_s=settings.progress_seconds,
                 )
