@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -146,23 +146,41 @@ def renew_lease(url: str, job_id: str, attempt: int, lease_seconds: float) -> No
         _renew(session, job_id, attempt, lease_seconds)
 
 
-def upsert_costs_in_transaction(
-    session: Session, job_id: str, attempt: int, costs: Sequence[tuple[int, float]]
-) -> None:
-    """Insert or overwrite cost rows: idempotent per (job, step), so a retry never doubles a step."""
-    if not costs:
-        return
-    rows = []
+def cost_rows(job_id: str, attempt: int, costs: Sequence[tuple[int, float]]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
     for step, cost in costs:
         value, kind = encode_float(cost)
         rows.append({"job_id": job_id, "step": step, "value": value, "kind": int(kind), "attempt": attempt})
+    return rows
+
+
+def upsert_cost_rows(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    """Insert or overwrite cost rows of any number of jobs: idempotent per (job, step), so a retry never
+    doubles a step. One statement, compiled once and sent with all rows as parameters (executemany,
+    batched by SQLAlchemy's insertmanyvalues): a pack's 50,000 rows cost one round of compilation, not
+    one per job."""
+    if not rows:
+        return
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Cost).values(rows)
+    costs = Cost.__table__
+    assert isinstance(costs, Table)
+    statement = insert(costs)  # Core, not the ORM: its bulk path costs more than the database here
     statement = statement.on_conflict_do_update(
-        index_elements=[Cost.job_id, Cost.step],
-        set_={"value": statement.excluded.value, "kind": statement.excluded.kind, "attempt": attempt},
+        index_elements=[costs.c.job_id, costs.c.step],
+        set_={
+            "value": statement.excluded.value,
+            "kind": statement.excluded.kind,
+            "attempt": statement.excluded.attempt,
+        },
     )
-    session.execute(statement)
+    session.connection().execute(statement, list(rows))
+
+
+def upsert_costs_in_transaction(
+    session: Session, job_id: str, attempt: int, costs: Sequence[tuple[int, float]]
+) -> None:
+    """``upsert_cost_rows`` for one job's costs."""
+    upsert_cost_rows(session, cost_rows(job_id, attempt, costs))
 
 
 def record_costs(
@@ -174,29 +192,60 @@ def record_costs(
         upsert_costs_in_transaction(session, job_id, attempt, costs)
 
 
-def write_result_in_transaction(session: Session, job_id: str, attempt: int, outcome: Outcome) -> None:
-    """Inside the caller's (fenced) transaction: the remaining costs, the result, state succeeded."""
-    final_value, final_kind = (
-        encode_float(outcome.final_cost) if outcome.final_cost is not None else (None, None)
-    )
-    upsert_costs_in_transaction(session, job_id, attempt, outcome.unwritten_costs)
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.attempt == attempt)
+def write_results_in_transaction(session: Session, results: Sequence[tuple[str, int, Outcome]]) -> None:
+    """Inside the caller's transaction, which has fenced every ``(job id, attempt)``: the remaining
+    costs, the results and state succeeded, for any number of jobs in two statements."""
+    rows: list[dict[str, object]] = []
+    for job_id, attempt, outcome in results:
+        rows += cost_rows(job_id, attempt, outcome.unwritten_costs)
+    upsert_cost_rows(session, rows)
+    if not results:
+        return
+    jobs = Job.__table__
+    assert isinstance(jobs, Table)
+    now = utcnow()
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == bindparam("match_id"), jobs.c.attempt == bindparam("match_attempt"))
         .values(
             state=JobState.SUCCEEDED,
-            finished_at=utcnow(),
+            finished_at=now,
             lease_expires_at=None,
-            final_cost=final_value,
-            final_cost_kind=None if final_kind is None else int(final_kind),
-            hypothesis_json=json.dumps(json_safe(list(outcome.hypothesis))),
-            predicted_json=json.dumps(json_safe(list(outcome.predicted))),
-            accuracy=outcome.accuracy,
-            device_name=outcome.device_name,
-            cpu_capability=outcome.cpu_capability,
-            torch_version=outcome.torch_version,
+            final_cost=bindparam("new_final_cost"),
+            final_cost_kind=bindparam("new_final_cost_kind"),
+            hypothesis_json=bindparam("new_hypothesis_json"),
+            predicted_json=bindparam("new_predicted_json"),
+            accuracy=bindparam("new_accuracy"),
+            device_name=bindparam("new_device_name"),
+            cpu_capability=bindparam("new_cpu_capability"),
+            torch_version=bindparam("new_torch_version"),
         )
     )
+    parameters = []
+    for job_id, attempt, outcome in results:
+        final_value, final_kind = (
+            encode_float(outcome.final_cost) if outcome.final_cost is not None else (None, None)
+        )
+        parameters.append(
+            {
+                "match_id": job_id,
+                "match_attempt": attempt,
+                "new_final_cost": final_value,
+                "new_final_cost_kind": None if final_kind is None else int(final_kind),
+                "new_hypothesis_json": json.dumps(json_safe(list(outcome.hypothesis))),
+                "new_predicted_json": json.dumps(json_safe(list(outcome.predicted))),
+                "new_accuracy": outcome.accuracy,
+                "new_device_name": outcome.device_name,
+                "new_cpu_capability": outcome.cpu_capability,
+                "new_torch_version": outcome.torch_version,
+            }
+        )
+    session.connection().execute(statement, parameters)
+
+
+def write_result_in_transaction(session: Session, job_id: str, attempt: int, outcome: Outcome) -> None:
+    """Inside the caller's (fenced) transaction: the remaining costs, the result, state succeeded."""
+    write_results_in_transaction(session, [(job_id, attempt, outcome)])
 
 
 def finish_job(url: str, job_id: str, attempt: int, outcome: Outcome) -> None:

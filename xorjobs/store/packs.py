@@ -17,9 +17,10 @@ from xorjobs.store.lifecycle import (
     Claim,
     Outcome,
     claim_values,
-    upsert_costs_in_transaction,
+    cost_rows,
+    upsert_cost_rows,
     utcnow,
-    write_result_in_transaction,
+    write_results_in_transaction,
 )
 from xorjobs.store.tables import Job, JobState
 
@@ -114,9 +115,13 @@ def record_pack_costs(
     """Write every owned member's new costs and renew its lease, in one transaction."""
     with write_session(url) as session:
         lost = _renew_members(session, list(costs), lease_seconds)
-        for claim, chunk in costs.items():
-            if claim.job_id not in lost:
-                upsert_costs_in_transaction(session, claim.job_id, claim.attempt, chunk)
+        rows = [
+            row
+            for claim, chunk in costs.items()
+            if claim.job_id not in lost
+            for row in cost_rows(claim.job_id, claim.attempt, chunk)
+        ]
+        upsert_cost_rows(session, rows)
         return lost
 
 
@@ -125,10 +130,8 @@ def finish_pack(url: str, outcomes: Mapping[Claim, Outcome], errors: Mapping[Cla
     now = utcnow()
     with write_session(url) as session:
         lost = _renew_members(session, [*outcomes, *errors], lease_seconds=0)
-        for claim, outcome in outcomes.items():
-            if claim.job_id in lost:
-                continue
-            write_result_in_transaction(session, claim.job_id, claim.attempt, outcome)
+        owned = [(claim, outcome) for claim, outcome in outcomes.items() if claim.job_id not in lost]
+        write_results_in_transaction(session, [(claim.job_id, claim.attempt, out) for claim, out in owned])
         for claim, error in errors.items():
             if claim.job_id not in lost:
                 session.execute(
