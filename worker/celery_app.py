@@ -43,6 +43,9 @@ def limit_torch_threads() -> None:
 @worker_process_init.connect
 def _on_child_start(**_: Any) -> None:
     limit_torch_threads()
+    # The main process reads the store too (worker.skip_finished): a child forked later must not use
+    # the connection it inherited, only open its own.
+    dispose_engines(close=False)
 
 
 @worker_init.connect

@@ -34,10 +34,11 @@ def get_engine(url: str) -> Engine:
     return _engines[key]
 
 
-def dispose_engines() -> None:
-    """Close every pooled connection of this process (before it forks children)."""
+def dispose_engines(close: bool = True) -> None:
+    """Drop this process's engines: before it forks children (``close``), or in a forked child, where
+    ``close=False`` leaves the parent's inherited connections alone and only forgets them."""
     for engine in _engines.values():
-        engine.dispose()
+        engine.dispose(close=close)
     _engines.clear()
 
 
