@@ -1,27 +1,42 @@
-"""On a machine with CUDA: train the same jobs on the GPU (through a real gpu worker) and on the CPU, and
-compare. Training is chaotic, so later steps may drift apart; this reports how far, step by step.
+"""GPU figures for the packed trainer and the worker's CUDA path, on a machine with CUDA.
 
-Usage: ``scripts/gpu_check.sh`` (starts its own redis-server, a gpu worker and a cpu worker on a
-temporary SQLite store). Prints, per variant, the max relative cost difference over the first 1,000 steps
-and over the whole run, the first logged step where the difference passes 1e-3, and whether the final
-accuracies agree; writes the same to ``bench/results/gpu_check.json``.
+Usage: ``scripts/gpu_check.sh [OUT_DIR]`` (or ``python -m scripts.gpu_check OUT_DIR``). In one run:
+
+1. **Trainer.** For each variant, 1,000 jobs (250 seeds x 4 lrs, 10001 steps) through the packed
+   trainer on CUDA (CUDA graphs), and the same packs eagerly, timed; 10,000 jobs in one pack, timed;
+   this machine's CPU, exact engine, one process, on a 64-job sample, timed (the baseline of the ratio).
+2. **Agreement with the CPU.** The 64 sampled jobs on CUDA (packed and solo) against the CPU: max
+   relative cost difference over the first 1,000 steps and over the whole run, the first logged step
+   past 1e-3, and final accuracies that agree. Training is chaotic, so late drift is expected.
+3. **The worker path.** ``xorjobs run --device cuda`` in the embedded mode (SQLite + the in-process
+   worker), which claims and packs the jobs as a GPU worker does, timed; its stored results against
+   the CPU's for the same jobs.
+
+Prints a summary and writes ``gpu_check.json`` to OUT_DIR (default ``bench/results``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from tests.services import XORJOBS, clean_env, free_port, start_worker, wait_until
-from xorjobs.store import queries
+import torch
 
-SEEDS = "1-8"
-LRS = "0.1,1.0"
-STEPS = 10001
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results" / "gpu_check.json"
+from models import train
+from models.packed import train_packed
+
+STEPS = int(os.environ.get("GPU_CHECK_STEPS", "10001"))  # fewer only for a dry run without a GPU
+DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda")  # "cpu" only for a dry run of this script
+LRS = (0.1, 0.5, 1.0, 5.0)
+VARIANTS = ("nn", "wide_deep", "backprop")
+SAMPLE = 64
 
 
 def relative(a: float, b: float) -> float:
@@ -30,90 +45,138 @@ def relative(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-12)
 
 
+def compare(gpu: list[Any], cpu: list[Any]) -> dict[str, Any]:
+    """Cost-curve agreement of paired results (TrainResult-like: .costs, .accuracy)."""
+    first_1000, whole, firsts, agree = 0.0, 0.0, [], 0
+    for g, c in zip(gpu, cpu, strict=True):
+        diffs = [(step, relative(x, y)) for (step, x), (_, y) in zip(g.costs, c.costs, strict=True)]
+        first_1000 = max(first_1000, *(d for step, d in diffs if step <= 1000))
+        whole = max(whole, *(d for _, d in diffs))
+        firsts.append(next((step for step, d in diffs if d > 1e-3), None))
+        agree += int(g.accuracy == c.accuracy)
+    past = [step for step in firsts if step is not None]
+    return {
+        "jobs": len(gpu),
+        "max_rel_cost_diff_steps_0_1000": first_1000,
+        "max_rel_cost_diff_whole_run": whole,
+        "jobs_past_1e-3": len(past),
+        "median_first_step_past_1e-3": sorted(past)[len(past) // 2] if past else None,
+        "accuracy_agrees": agree,
+    }
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    _sync()
+    started = time.perf_counter()
+    value = fn()
+    _sync()
+    return time.perf_counter() - started, value
+
+
+def trainer_figures(variant: str) -> dict[str, Any]:
+    from models import packed, packed_batched
+
+    jobs = [(seed, lr) for seed in range(250) for lr in LRS]
+    seeds, lrs = [s for s, _ in jobs], [lr for _, lr in jobs]
+    train_packed(variant, seeds[:8], lrs[:8], steps=20, device=DEVICE)  # CUDA context and kernels warm
+    row: dict[str, Any] = {"variant": variant}
+    wall, gpu_all = timed(lambda: train_packed(variant, seeds, lrs, steps=STEPS, device=DEVICE))
+    row["cuda_graphs_1000_jobs_per_s"] = len(jobs) / wall
+    eager = packed_batched.batched_engine
+    packed.batched_engine = lambda *a, **k: eager(*a, graphs=False)  # type: ignore[assignment]
+    try:
+        wall, _ = timed(lambda: train_packed(variant, seeds, lrs, steps=STEPS, device=DEVICE))
+    finally:
+        packed.batched_engine = eager
+    row["cuda_eager_1000_jobs_per_s"] = len(jobs) / wall
+    big_seeds = list(range(10_000 if DEVICE == "cuda" else 100))
+    big_lrs = [LRS[i % 4] for i in big_seeds]
+    wall, _ = timed(lambda: train_packed(variant, big_seeds, big_lrs, steps=STEPS, device=DEVICE))
+    row["cuda_graphs_10000_jobs_one_pack_per_s"] = len(big_seeds) / wall
+
+    sample = slice(0, SAMPLE)
+    started = time.perf_counter()
+    cpu = train_packed(variant, seeds[sample], lrs[sample], steps=STEPS)  # exact: equals solo CPU runs
+    row["cpu_exact_packed_64_jobs_per_s_one_process"] = SAMPLE / (time.perf_counter() - started)
+    from models.packed import packing_is_exact
+
+    row["cpu_packing_is_exact_here"] = packing_is_exact(variant)
+    row["cuda_packed_vs_cpu"] = compare(gpu_all[sample], cpu)
+    solo_jobs = 3
+    wall, gpu_solo = timed(
+        lambda: [train(variant, s, lr, steps=STEPS, device=DEVICE) for s, lr in jobs[:solo_jobs]]
+    )
+    row["cuda_solo_seconds_per_job"] = wall / solo_jobs
+    row["cuda_solo_vs_cpu"] = compare(gpu_solo, cpu[:solo_jobs])
+    row["cuda_packed_vs_cuda_solo"] = compare(gpu_all[:solo_jobs], gpu_solo)
+    row["device_name"] = gpu_all[0].device_name
+    return row
+
+
+def worker_path(out: Path) -> dict[str, Any]:
+    """``xorjobs run`` (embedded) on CUDA and on the CPU for the same sweep; stored results compared."""
+    try:
+        from xorjobs.store import queries
+    except ImportError as missing:
+        return {"skipped": f"the project's dependencies are not installed here: {missing}"}
+    figures: dict[str, Any] = {}
+    args = ["--variant", "nn,wide_deep", "--seed", "0-31", "--lr", "0.5,1", "--steps", str(STEPS), "--json"]
+    stored: dict[str, list[dict[str, Any]]] = {}
+    for device in (DEVICE, "cpu"):
+        home = Path(tempfile.mkdtemp(prefix=f"xorjobs-gpu-{device}-"))
+        env = {**os.environ, "XORJOBS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        started = time.perf_counter()
+        run = subprocess.run(
+            [sys.executable, "-c", "import sys; from xorjobs.cli import main; sys.argv[0] = 'xorjobs'; main()",
+             "run", "--device", device, *args],
+            env=env, capture_output=True, text=True, timeout=240, check=False,
+        )  # fmt: skip
+        figures[f"{device}_run_seconds"] = time.perf_counter() - started
+        figures[f"{device}_exit_code"] = run.returncode
+        (out / f"run_{device}.log").write_text(run.stdout[-20000:] + "\n--- stderr ---\n" + run.stderr[-20000:])
+        if run.returncode != 0:
+            return figures
+        sweep_id = json.loads(run.stdout)["sweep_id"]
+        url = f"sqlite:///{home / 'xorjobs.db'}"
+        stored[device] = queries.sweep_results(url, sweep_id)["jobs"]
+    figures["jobs"] = len(stored[DEVICE])
+    figures["cuda_succeeded"] = sum(job["state"] == "succeeded" for job in stored[DEVICE])
+    figures["cuda_device_names"] = sorted({str(job["device_name"]) for job in stored[DEVICE]})
+
+    class Stored:
+        def __init__(self, job: dict[str, Any]) -> None:
+            self.costs = [(step, float(value)) for step, value in job["costs"]]
+            self.accuracy = job["accuracy"]
+
+    figures["stored_cuda_vs_cpu"] = compare(
+        [Stored(job) for job in stored[DEVICE]], [Stored(job) for job in stored["cpu"]]
+    )
+    return figures
+
+
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="xorjobs-gpu-check-") as folder:
-        home = Path(folder)
-        port = free_port()
-        redis = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--save", ""], stdout=subprocess.DEVNULL
-        )
-        url = f"sqlite:///{home / 'store.db'}"
-        env = clean_env(
-            XORJOBS_HOME=str(home), XORJOBS_DATABASE_URL=url, XORJOBS_BROKER_URL=f"redis://127.0.0.1:{port}/0"
-        )
-        workers = [start_worker(env, home, "gpu", queue="gpu"), start_worker(env, home, "cpu", queue="cpu")]
-        try:
-            sweeps = {}
-            for device in ("cuda", "cpu"):
-                out = subprocess.run(
-                    [
-                        XORJOBS,
-                        "submit",
-                        "--seed",
-                        SEEDS,
-                        "--lr",
-                        LRS,
-                        "--steps",
-                        str(STEPS),
-                        "--device",
-                        device,
-                        "--json",
-                    ],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                sweeps[device] = json.loads(out.stdout)["sweep_id"]
-            for sweep_id in sweeps.values():
-                wait_until(
-                    lambda s=sweep_id: (
-                        queries.sweep_status(url, s)["counts"]["succeeded"]
-                        + queries.sweep_status(url, s)["counts"]["failed"]
-                        == queries.sweep_status(url, s)["size"]
-                    ),
-                    3600,
-                    f"sweep {sweep_id}",
-                    interval=1,
-                )
-            gpu_jobs = queries.sweep_results(url, sweeps["cuda"])["jobs"]
-            cpu_jobs = queries.sweep_results(url, sweeps["cpu"])["jobs"]
-        finally:
-            for worker in workers:
-                worker.stop()
-            redis.kill()
-    report: dict[str, dict[str, object]] = {}
-    for gpu, cpu in zip(gpu_jobs, cpu_jobs, strict=True):
-        variant = gpu["variant"]
-        entry = report.setdefault(
-            variant,
-            {
-                "jobs": 0,
-                "max_rel_first_1000": 0.0,
-                "max_rel_all": 0.0,
-                "accuracy_agree": 0,
-                "first_step_over_1e-3": [],
-                "device_name": gpu["device_name"],
-            },
-        )
-        diffs = [
-            (step, relative(float(g), float(c)))
-            for (step, g), (_, c) in zip(gpu["costs"], cpu["costs"], strict=True)
-        ]
-        entry["jobs"] += 1  # type: ignore[operator]
-        entry["max_rel_first_1000"] = max(entry["max_rel_first_1000"], *(d for s, d in diffs if s <= 1000))  # type: ignore[call-overload]
-        entry["max_rel_all"] = max(entry["max_rel_all"], *(d for _, d in diffs))  # type: ignore[call-overload]
-        entry["accuracy_agree"] += int(gpu["accuracy"] == cpu["accuracy"])  # type: ignore[operator]
-        entry["first_step_over_1e-3"].append(next((s for s, d in diffs if d > 1e-3), None))  # type: ignore[attr-defined]
-    for variant, entry in report.items():
-        print(
-            f"{variant:>10} on {entry['device_name']}: max rel. cost diff, steps 0-1000: "
-            f"{entry['max_rel_first_1000']:.3e}; whole run: {entry['max_rel_all']:.3e}; "
-            f"accuracies agree {entry['accuracy_agree']}/{entry['jobs']}; "
-            f"first step over 1e-3: {entry['first_step_over_1e-3']}"
-        )
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none (dry run)",
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "steps": STEPS,
+        "trainer": [],
+    }
+    for variant in VARIANTS:
+        row = trainer_figures(variant)
+        report["trainer"].append(row)
+        print(json.dumps(row), flush=True)
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
+    report["worker_path"] = worker_path(out)
+    print(json.dumps(report["worker_path"]), flush=True)
+    (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
