@@ -131,14 +131,13 @@ def worker_path(out: Path) -> dict[str, Any]:
         home = Path(tempfile.mkdtemp(prefix=f"xorjobs-gpu-{device}-"))
         env = {**os.environ, "XORJOBS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
         started = time.perf_counter()
-        run = subprocess.run(
-            [sys.executable, "-c", "import sys; from xorjobs.cli import main; sys.argv[0] = 'xorjobs'; main()",
-             "run", "--device", device, *args],
-            env=env, capture_output=True, text=True, timeout=240, check=False,
-        )  # fmt: skip
+        cli = "import sys; from xorjobs.cli import main; sys.argv[0] = 'xorjobs'; main()"
+        command = [sys.executable, "-c", cli, "run", "--device", device, *args]
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, check=False)
         figures[f"{device}_run_seconds"] = time.perf_counter() - started
         figures[f"{device}_exit_code"] = run.returncode
-        (out / f"run_{device}.log").write_text(run.stdout[-20000:] + "\n--- stderr ---\n" + run.stderr[-20000:])
+        log_text = run.stdout[-20000:] + "\n--- stderr ---\n" + run.stderr[-20000:]
+        (out / f"run_{device}.log").write_text(log_text)
         if run.returncode != 0:
             return figures
         sweep_id = json.loads(run.stdout)["sweep_id"]
@@ -160,7 +159,8 @@ def worker_path(out: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "bench" / "results"
+    default = Path(__file__).resolve().parents[1] / "bench" / "results"
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else default
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none (dry run)",
