@@ -25,12 +25,13 @@ from xorjobs import analysis
 from xorjobs.cli import main
 from xorjobs.cli.backends import HttpBackend
 from xorjobs.errors import InvalidSpec
+from xorjobs.export_formats import ExportFormat
 from xorjobs.service import Service
 from xorjobs.settings import Settings, get_settings
 from xorjobs.spec import SweepSpec
 from xorjobs.store import control, queries
 from xorjobs.store.engine import get_engine, write_session
-from xorjobs.store.export import ExportFormat, export_text
+from xorjobs.store.export import export_text
 from xorjobs.store.floats import encode_float, json_safe
 from xorjobs.store.lifecycle import Outcome, claim_job, fail_job, finish_job, record_costs
 from xorjobs.store.schema import ensure_schema

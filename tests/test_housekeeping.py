@@ -20,11 +20,11 @@ from sqlalchemy import func, select, update
 from api.main import create_app
 from tests.test_analysis import TOKEN, run_main, write_known_sweep
 from xorjobs.cli.backends import HttpBackend
-from xorjobs.errors import InvalidSpec, NotFound
+from xorjobs.errors import InvalidSpec, NotFound, SweepActive
 from xorjobs.spec import SweepSpec
 from xorjobs.store import queries
 from xorjobs.store.engine import read_session, write_session
-from xorjobs.store.housekeeping import SweepActive, delete_sweep, parse_age, prune_sweeps
+from xorjobs.store.housekeeping import delete_sweep, parse_age, prune_sweeps
 from xorjobs.store.lifecycle import Outcome, claim_job, finish_job, utcnow
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import create_sweep

@@ -47,6 +47,13 @@ class UnknownJob(XorjobsError):
     """A worker received a job id its store does not hold (e.g. a worker left on a local SQLite file)."""
 
 
+class SweepActive(XorjobsError):
+    """The sweep still has queued or running jobs, so it is not deleted."""
+
+    exit_code = 1
+    http_status = 409
+
+
 class NoCuda(XorjobsError):
     """CUDA was asked for on a machine without it."""
 

@@ -12,11 +12,12 @@ from celery import Celery
 
 from xorjobs import analysis
 from xorjobs.analysis import DEFAULT_THRESHOLD
+from xorjobs.export_formats import ExportFormat
 from xorjobs.queue import make_celery, publish
 from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec
 from xorjobs.store import control, housekeeping, queries
-from xorjobs.store.export import ExportFormat, curves_by_job, export_text
+from xorjobs.store.export import curves_by_job, export_text
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import mark_published
 from xorjobs.submit import submit_sweep

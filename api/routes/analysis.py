@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import ServiceDep
 from api.responses import SafeJSONResponse
 from xorjobs.analysis import DEFAULT_THRESHOLD, GROUP_FIELDS, check_threshold, parse_by
-from xorjobs.store.export import MEDIA_TYPES, ExportFormat
+from xorjobs.export_formats import MEDIA_TYPES, ExportFormat
 
 router = APIRouter(tags=["analysis"])
 NOT_FOUND_SWEEP: dict[int | str, dict[str, object]] = {404: {"description": "No such sweep"}}

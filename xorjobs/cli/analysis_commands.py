@@ -31,8 +31,8 @@ from xorjobs import analysis
 from xorjobs.cli import render
 from xorjobs.cli.backends import Backend, backend_for
 from xorjobs.errors import InvalidSpec
+from xorjobs.export_formats import ExportFormat
 from xorjobs.settings import get_settings
-from xorjobs.store.export import ExportFormat
 
 Json = Annotated[bool, typer.Option("--json", help='Print JSON (non-finite numbers as "nan"/"inf")')]
 By = Annotated[

@@ -12,12 +12,10 @@ from typing import Any, Protocol
 
 import httpx2
 
-from xorjobs.errors import InvalidSpec, NotFound, Unauthorized, Unreachable, XorjobsError
-from xorjobs.service import Service
+from xorjobs.errors import InvalidSpec, NotFound, SweepActive, Unauthorized, Unreachable, XorjobsError
+from xorjobs.export_formats import ExportFormat
 from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec
-from xorjobs.store.export import ExportFormat
-from xorjobs.store.housekeeping import SweepActive
 
 Json = dict[str, Any]
 
@@ -169,4 +167,7 @@ def backend_for(settings: Settings) -> Backend:
     """HTTP when ``XORJOBS_API_URL`` is set; otherwise in-process, through the same service code."""
     if settings.api_url:
         return HttpBackend(settings.api_url, settings.api_token)
+    # Imported here: the store and Celery take ~0.5 s to import, which an HTTP client never needs.
+    from xorjobs.service import Service
+
     return Service(settings).ready()

@@ -11,7 +11,6 @@ import typer
 from xorjobs.cli import render
 from xorjobs.errors import InvalidSpec, NoCuda
 from xorjobs.settings import get_settings
-from xorjobs.store.engine import describe
 
 
 class Queue(StrEnum):
@@ -30,6 +29,7 @@ db_app = typer.Typer(help="The store's schema (Alembic migrations).", no_args_is
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the store's schema to the newest revision."""
+    from xorjobs.store.engine import describe
     from xorjobs.store.schema import current_revision, upgrade
 
     url = get_settings().resolved_database_url
@@ -63,6 +63,7 @@ def worker(
             )
     if concurrency is None:
         concurrency = 1 if queue is Queue.GPU else (os.cpu_count() or 1)
+    from xorjobs.store.engine import describe
     from xorjobs.store.schema import ensure_schema
 
     ensure_schema(settings.resolved_database_url)

@@ -8,12 +8,12 @@ Postgres, batched fetches on SQLite) and the text is produced in chunks of lines
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
 
 from xorjobs.errors import NotFound
+from xorjobs.export_formats import ExportFormat
 from xorjobs.store.engine import read_session
 from xorjobs.store.floats import FloatKind
 from xorjobs.store.tables import Cost, Job, Sweep
@@ -21,14 +21,6 @@ from xorjobs.store.tables import Cost, Job, Sweep
 EXPORT_COLUMNS = ("job_id", "variant", "seed", "lr", "device", "step", "cost")
 ROWS_PER_FETCH = 5000
 """Rows fetched from the database at a time; also the lines in one yielded chunk of text."""
-
-
-class ExportFormat(StrEnum):
-    CSV = "csv"
-    JSONL = "jsonl"
-
-
-MEDIA_TYPES = {ExportFormat.CSV: "text/csv; charset=utf-8", ExportFormat.JSONL: "application/x-ndjson"}
 
 
 _WORDS = {FloatKind.NAN: "nan", FloatKind.POS_INF: "inf", FloatKind.NEG_INF: "-inf"}

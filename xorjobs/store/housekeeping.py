@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from xorjobs.errors import InvalidSpec, NotFound, XorjobsError
+from xorjobs.errors import InvalidSpec, NotFound, SweepActive
 from xorjobs.store.engine import write_session
 from xorjobs.store.lifecycle import utcnow
 from xorjobs.store.tables import Cost, Job, JobState, Sweep
@@ -26,13 +26,6 @@ from xorjobs.store.tables import Cost, Job, JobState, Sweep
 JOBS_PER_CHUNK = 500
 """Jobs whose costs one DELETE statement removes."""
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
-
-
-class SweepActive(XorjobsError):
-    """The sweep still has queued or running jobs, so it is not deleted."""
-
-    exit_code = 1
-    http_status = 409
 
 
 @dataclass(frozen=True)
