@@ -204,8 +204,8 @@ def test_rejects_bad_arguments() -> None:
         train_packed("cnn", [1], [0.1])
     with pytest.raises(ValueError, match="learning rates"):
         train_packed("nn", [1, 2], [0.1])
-    with pytest.raises(ValueError, match="CPU"):
-        train_packed("nn", [1], [0.1], device="cuda")
+    with pytest.raises(ValueError, match="CPU only"):
+        train_packed("nn", [1], [0.1], device="cuda", engine="exact")
     assert train_packed("nn", [], []) == []
 
 
