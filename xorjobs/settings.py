@@ -54,8 +54,8 @@ class Settings(BaseSettings):
         default=512,
         ge=1,
         le=5000,
-        description="Most queued jobs of one variant a CPU worker trains together as one packed run "
-        "(bit-identical to solo); 1 turns packing off.",
+        description="Most queued jobs of one variant and device a worker trains together as one packed "
+        "run (on the CPU bit-identical to solo); 1 turns packing off.",
     )
     job_time_limit_seconds: int = Field(
         default=6 * 3600, gt=0, description="Hard time limit of one job; its worker child is killed past it."
