@@ -27,6 +27,8 @@ from functools import cache
 
 import torch
 
+from models.threads import one_thread
+
 Tensor = torch.Tensor
 
 BIAS = -1
@@ -172,7 +174,7 @@ def _fuse(
 def measure_site(site: Site, m: int, k: int, n: int, bias: bool) -> dict[tuple[int, int], Tree]:
     """The tree of every output element ``(i, j)`` of ``site`` for an (m, k) x (k, n) product."""
     shape = (m, k, n)
-    with _one_thread():
+    with one_thread():
         topologies = _topologies(site, shape, bias)
         groups: dict[Tree, list[tuple[int, int]]] = {}
         for element, tree in topologies.items():
@@ -187,15 +189,6 @@ def measure_site(site: Site, m: int, k: int, n: int, bias: bool) -> dict[tuple[i
 def measure(name: str, m: int, k: int, n: int, bias: bool) -> dict[tuple[int, int], Tree]:
     """``measure_site`` for the solo call ``SITES[name]``, once per process (milliseconds)."""
     return measure_site(SITES[name], m, k, n, bias)
-
-
-class _one_thread:
-    def __enter__(self) -> None:
-        self._before = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self._before)
 
 
 # --- The solo runs' call sites ----------------------------------------------------------------------

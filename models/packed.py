@@ -52,7 +52,7 @@ from __future__ import annotations
 import contextlib
 import struct
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -65,8 +65,9 @@ from models.initial_weights import backprop_init, sequential_init
 from models.networks import LAYER_WIDTHS
 from models.packed_batched import BatchedPack, GraphedPack, batched_engine
 from models.result import TrainResult
+from models.threads import one_thread
 from models.train import VARIANTS, describe_device
-from models.tree_products import emit_product
+from models.tree_products import emit_planned, emit_product, plan_product
 
 CostChunk = list[tuple[int, float]]
 PackedProgressCallback = Callable[[list[CostChunk]], None]
@@ -113,18 +114,6 @@ def _vector_chunk() -> int:
     the DEFAULT build's "vector" ``exp`` is the scalar one, so its split does not matter).
     """
     return 32 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 16
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run ATen single-threaded: a parallel ``sigmoid`` over more than 32768 elements would be split into
-    per-thread ranges whose tails fall back to the scalar path at places the solo run does not."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _now(fn: Callable[..., object], *args: object, **kwargs: object) -> None:
@@ -339,11 +328,12 @@ class _BackpropPack:
         self.x = x[:, :, None]  # (4, 2, 1), broadcast over jobs
         self.y = y[:, :, None]  # (4, 1, 1)
         self.scratch = _Scratch()
-        self.trees = {
-            "l1": measure("matmul", 4, 2, 2, False),
-            "l2": measure("matmul", 4, 2, 1, False),
-            "gw2": measure("matmul_transposed_left", 2, 4, 1, False),
-            "gw1": measure("matmul_transposed_left", 2, 4, 2, False),
+        # Grouped once: this engine runs its products eagerly, every step.
+        self.plans = {
+            "l1": plan_product(measure("matmul", 4, 2, 2, False)),
+            "l2": plan_product(measure("matmul", 4, 2, 1, False)),
+            "gw2": plan_product(measure("matmul_transposed_left", 2, 4, 1, False)),
+            "gw1": plan_product(measure("matmul_transposed_left", 2, 4, 2, False)),
         }
 
     def forward(self) -> list[Tensor]:
@@ -351,11 +341,11 @@ class _BackpropPack:
         jobs, scratch = self.jobs, self.scratch
         # torch.add(torch.matmul(x, w1), b1): the matmul along sgemm's tree, then the bias.
         l1 = torch.empty(4, 2, jobs)
-        emit_product(_now, scratch, "l1:", self.trees["l1"], self.x.expand(4, 2, jobs), self.w1, l1)
+        emit_planned(_now, scratch, "l1:", self.plans["l1"], self.x.expand(4, 2, jobs), self.w1, l1)
         l1.add_(self.b1)
         a1 = sigmoid(l1)  # 1 / (1 + torch.exp(-x)): VML exp, the same per element in any layout
         l2 = torch.empty(4, 1, jobs)
-        emit_product(_now, scratch, "l2:", self.trees["l2"], a1, self.w2.unsqueeze(1), l2)
+        emit_planned(_now, scratch, "l2:", self.plans["l2"], a1, self.w2.unsqueeze(1), l2)
         l2.add_(self.b2)
         return [l1, a1, l2, sigmoid(l2)]
 
@@ -379,12 +369,12 @@ class _BackpropPack:
         scratch = self.scratch
         # matmul(a1.T, d_b2) and matmul(x.T, d_b1), along sgemm's trees.
         gw2 = self.gw2.unsqueeze(1)
-        emit_product(_now, scratch, "gw2:", self.trees["gw2"], a1.permute(1, 0, 2), d_l2, gw2)
+        emit_planned(_now, scratch, "gw2:", self.plans["gw2"], a1.permute(1, 0, 2), d_l2, gw2)
         # matmul(d_b2, w2.T): one product per element.
         d_a1 = d_l2 * self.w2
         d_l1 = d_a1 * (a1 * (1 - a1))  # (4, 2, J)
         x = self.x.expand(4, 2, self.jobs).permute(1, 0, 2)
-        emit_product(_now, scratch, "gw1:", self.trees["gw1"], x, d_l1, self.gw1)
+        emit_planned(_now, scratch, "gw1:", self.plans["gw1"], x, d_l1, self.gw1)
         _sum4(d_l1, out=self.gb1).div_(4)  # torch.mean(d_b1, 0)
         _sum4(d_l2, out=self.gb2).div_(4)
         # w = w - learning_rate * d_w (and b with the mean), all nine rows at once.
@@ -477,7 +467,7 @@ def train_packed(
     jobs = len(seeds)
     log = _PackedCostLog(jobs, on_progress, progress_interval_s)
     failed = torch.zeros(jobs, dtype=torch.bool, device=torch_device)
-    with _one_thread() if engine == "exact" else contextlib.nullcontext(), torch.no_grad():
+    with one_thread() if engine == "exact" else contextlib.nullcontext(), torch.no_grad():
         pack: _SequentialPack | _BackpropPack | BatchedPack | GraphedPack
         if engine == "batched":
             pack = batched_engine(variant, seeds, lrs, torch_device)

@@ -46,21 +46,35 @@ def _slices(indices: list[int]) -> list[slice]:
     return [slice(i, i + 1) for i in indices]
 
 
-def _rectangles(trees: dict[tuple[int, int], Tree]) -> list[tuple[Tree, slice, slice]]:
-    """Output elements grouped into (tree, rows, columns) rectangles that share one tree."""
+@dataclass(frozen=True)
+class Rectangle:
+    """Output rows x columns that share one tree, and which of its products are rounded on their own."""
+
+    tree: Tree
+    rows: slice
+    columns: slice
+    rounded: int  # products not fused into an add
+
+
+ProductPlan = list[Rectangle]
+
+
+def plan_product(trees: dict[tuple[int, int], Tree]) -> ProductPlan:
+    """Group the output elements by tree into rectangles, once (``emit_planned`` then replays them)."""
     by_tree: dict[Tree, dict[int, list[int]]] = {}
     for (i, j), tree in sorted(trees.items(), key=lambda item: item[0]):
         by_tree.setdefault(tree, {}).setdefault(i, []).append(j)
-    rectangles = []
+    plan = []
     for tree, rows in by_tree.items():
+        rounded = len([k for k in leaves(tree) if k != BIAS and k not in _fused_leaves(tree)])
         by_columns: dict[tuple[int, ...], list[int]] = {}
         for i, column_list in rows.items():
             by_columns.setdefault(tuple(column_list), []).append(i)
         for columns, row_list in by_columns.items():
             for row_slice in _slices(row_list):
                 for column_slice in _slices(list(columns)):
-                    rectangles.append((tree, row_slice, column_slice))
-    return rectangles
+                    plan.append(Rectangle(tree, row_slice, column_slice, rounded))
+    return plan
 
 
 def _fused_leaves(tree: Tree) -> set[int]:
@@ -82,16 +96,31 @@ def emit_product(
 ) -> None:
     """``out = a @ b (+ bias)`` per job: ``a`` (M, K, J), ``b`` (K, N, J), ``out`` (M, N, J), ``bias``
     (N, J); any of them may be a view. ``tag`` keeps this product's scratch buffers apart."""
-    for index, (tree, rows, columns) in enumerate(_rectangles(trees)):
-        lhs, rhs, target = a[rows], b[:, columns], out[rows, columns]
+    emit_planned(emit, scratch, tag, plan_product(trees), a, b, out, bias)
+
+
+def emit_planned(
+    emit: Emit,
+    scratch: Scratch,
+    tag: str,
+    plan: ProductPlan,
+    a: Tensor,
+    b: Tensor,
+    out: Tensor,
+    bias: Tensor | None = None,
+) -> None:
+    """``emit_product`` with the grouping already done: for a product computed every step."""
+    for index, rectangle in enumerate(plan):
+        lhs, rhs = a[rectangle.rows], b[:, rectangle.columns]
+        target = out[rectangle.rows, rectangle.columns]
         r, c, jobs = target.shape
-        rounded = [k for k in leaves(tree) if k != BIAS and k not in _fused_leaves(tree)]
         products = None
-        if len(rounded) >= 3:  # one broadcast mul for all of them beats one op each
+        if rectangle.rounded >= 3:  # one broadcast mul for all of them beats one op each
             products = scratch(f"{tag}{index}:p", a.shape[1], r, c, jobs)
             emit(torch.mul, lhs.permute(1, 0, 2).unsqueeze(2), rhs.unsqueeze(1), out=products)
-        operands = _Operands(lhs, rhs, None if bias is None else bias[columns].unsqueeze(0), products)
-        _emit_node(emit, scratch, f"{tag}{index}:", tree, operands, target)
+        column_bias = None if bias is None else bias[rectangle.columns].unsqueeze(0)
+        operands = _Operands(lhs, rhs, column_bias, products)
+        _emit_node(emit, scratch, f"{tag}{index}:", rectangle.tree, operands, target)
 
 
 def _leaf_value(

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Variants whose packed engine beats ``models.train`` even for a single job (same numbers, bit for bit),
 # measured on a 2-core AVX-512 Xeon, 10001 steps: nn 0.76 s vs 4.28 s, wide_deep 3.25 s vs 6.20 s. The
-# backprop engine runs eagerly and loses alone (4.5 s vs 2.3 s), so a lone backprop job trains solo.
+# backprop engine runs eagerly and loses alone (3.5 s vs 2.3 s), so a lone backprop job trains solo.
 PACK_OF_ONE_IS_FASTER = frozenset({"nn", "wide_deep"})
 
 ACTIVE_CLAIMS: set[tuple[str, int]] = set()

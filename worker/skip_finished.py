@@ -17,10 +17,9 @@ from celery.worker.strategy import default as default_strategy
 
 from xorjobs.settings import get_settings
 from xorjobs.store.lifecycle import peek_job
-from xorjobs.store.tables import JobState
+from xorjobs.store.tables import TERMINAL_STATES
 
 log = logging.getLogger(__name__)
-FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
 def job_id_of(message: Any) -> str | None:
@@ -39,7 +38,7 @@ def is_finished(job_id: str) -> bool:
     except Exception as error:  # the store is down: let the task path deal with it (and retry)
         log.debug("cannot read job %s in the consumer (%s); dispatching it", job_id, error)
         return False
-    return peek is not None and peek.state in FINISHED
+    return peek is not None and peek.state in TERMINAL_STATES
 
 
 def skip_finished(task: Task, app: Celery, consumer: Any, **kwargs: Any) -> Any:  # type: ignore[type-arg]
