@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch is pinned (the machine has its CPU wheel on disk); pip, not uv, finds it.
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[train,dev]"
+	$(PIP) install -q -e ".[all,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,4 @@
-"""The FastAPI app: ``create_app(settings)`` for tests, ``app`` for uvicorn (``api.main:app``)."""
+"""The FastAPI app: ``create_app(settings)`` for tests, ``app`` for uvicorn (``xorjobs.api.main:app``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import xorjobs
-from api.deps import require_token
-from api.limits import BodySizeLimit
-from api.responses import SafeJSONResponse
-from api.routes import analysis, dashboard, health, jobs, sweeps
+from xorjobs.api.deps import require_token
+from xorjobs.api.limits import BodySizeLimit
+from xorjobs.api.responses import SafeJSONResponse
+from xorjobs.api.routes import analysis, dashboard, health, jobs, sweeps
 from xorjobs.errors import Unauthorized, XorjobsError
 from xorjobs.service import Service
 from xorjobs.settings import Settings, get_settings
@@ -74,7 +74,7 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def __getattr__(name: str) -> FastAPI:
-    # `api.main:app` for uvicorn, built on first access so importing this module has no side effects.
+    # `xorjobs.api.main:app` for uvicorn, built on first access so importing this module has no side effects.
     if name == "app":
         return create_app()
     raise AttributeError(name)

@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import train
-from models.packed import train_packed
+from xorjobs.models import train
+from xorjobs.models.packed import train_packed
 
 RESULTS = Path(__file__).resolve().parent / "results" / "packed_trainer.json"
 FULL_STEPS = 10001

@@ -68,7 +68,7 @@ def time_seed_loop(variant: str, sample: list[tuple[int, float]], processes: int
 
 
 def _packed_worker(args: tuple[str, list[tuple[int, float]]]) -> float:
-    from models.packed import train_packed
+    from xorjobs.models.packed import train_packed
 
     variant, jobs = args
     started = time.perf_counter()
@@ -78,7 +78,7 @@ def _packed_worker(args: tuple[str, list[tuple[int, float]]]) -> float:
 
 def _warm_packed_worker(variant: str) -> None:
     """Pool initializer: import torch and measure the BLAS trees (what a worker does once at start)."""
-    from models.packed import train_packed
+    from xorjobs.models.packed import train_packed
 
     train_packed(variant, [0], [1.0], steps=2)
 

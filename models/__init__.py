@@ -5,7 +5,7 @@ Three variants, each faithful to one script of the seed document (boostcourse La
 ``wide_deep`` (2-10-10-10-1). ``train`` runs one job; it is the only entry point the worker uses.
 """
 
-from models.result import TrainResult
-from models.train import VARIANTS, train
+from xorjobs.models.result import TrainResult
+from xorjobs.models.train import VARIANTS, train
 
 __all__ = ["VARIANTS", "TrainResult", "train"]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from models.data import accuracy_of, xor_data
+from xorjobs.models.data import accuracy_of, xor_data
 
 
 def sigmoid(x: torch.Tensor) -> torch.Tensor:

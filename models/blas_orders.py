@@ -27,7 +27,7 @@ from functools import cache
 
 import torch
 
-from models.threads import one_thread
+from xorjobs.models.threads import one_thread
 
 Tensor = torch.Tensor
 

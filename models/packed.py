@@ -58,16 +58,16 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from models.backprop import sigmoid
-from models.blas_orders import measure
-from models.data import xor_data
-from models.initial_weights import backprop_init, sequential_init
-from models.networks import LAYER_WIDTHS
-from models.packed_batched import BatchedPack, GraphedPack, batched_engine
-from models.result import TrainResult
-from models.threads import one_thread
-from models.train import VARIANTS, describe_device
-from models.tree_products import emit_planned, emit_product, plan_product
+from xorjobs.models.backprop import sigmoid
+from xorjobs.models.blas_orders import measure
+from xorjobs.models.data import xor_data
+from xorjobs.models.initial_weights import backprop_init, sequential_init
+from xorjobs.models.networks import LAYER_WIDTHS
+from xorjobs.models.packed_batched import BatchedPack, GraphedPack, batched_engine
+from xorjobs.models.result import TrainResult
+from xorjobs.models.threads import one_thread
+from xorjobs.models.train import VARIANTS, describe_device
+from xorjobs.models.tree_products import emit_planned, emit_product, plan_product
 
 CostChunk = list[tuple[int, float]]
 PackedProgressCallback = Callable[[list[CostChunk]], None]
@@ -574,7 +574,7 @@ def packing_is_exact(variant: str, device: str = "cpu", steps: int = 300) -> boo
         packed = train_packed(variant, seeds, lrs, steps=steps, log_every=1)
     except PackedMemberError:
         return False
-    from models.train import train
+    from xorjobs.models.train import train
 
     for result, seed, lr in zip(packed, seeds, lrs, strict=True):
         if not same_result(result, train(variant, seed, lr, steps=steps, log_every=1)):

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 
 import torch
 
-from models.data import xor_data
-from models.initial_weights import backprop_init, sequential_init
-from models.networks import LAYER_WIDTHS
+from xorjobs.models.data import xor_data
+from xorjobs.models.initial_weights import backprop_init, sequential_init
+from xorjobs.models.networks import LAYER_WIDTHS
 
 Tensor = torch.Tensor
 

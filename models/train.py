@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import torch
 
-from models.backprop import train_backprop
-from models.data import accuracy_of, xor_data
-from models.networks import LAYER_WIDTHS, build_sequential
-from models.result import TrainResult
+from xorjobs.models.backprop import train_backprop
+from xorjobs.models.data import accuracy_of, xor_data
+from xorjobs.models.networks import LAYER_WIDTHS, build_sequential
+from xorjobs.models.result import TrainResult
 
 VARIANTS: tuple[str, ...] = ("nn", "wide_deep", "backprop")
 

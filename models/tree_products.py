@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.blas_orders import BIAS, Node, Tree, leaves
+from xorjobs.models.blas_orders import BIAS, Node, Tree, leaves
 
 Tensor = torch.Tensor
 Emit = Callable[..., None]

@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from models import train
-from models.packed import train_packed
+from xorjobs.models import train
+from xorjobs.models.packed import train_packed
 
 STEPS = int(os.environ.get("GPU_CHECK_STEPS", "10001"))  # fewer only for a dry run without a GPU
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda")  # "cpu" only for a dry run of this script
@@ -79,7 +79,7 @@ def timed(fn: Any) -> tuple[float, Any]:
 
 
 def trainer_figures(variant: str) -> dict[str, Any]:
-    from models import packed, packed_batched
+    from xorjobs.models import packed, packed_batched
 
     jobs = [(seed, lr) for seed in range(250) for lr in LRS]
     seeds, lrs = [s for s, _ in jobs], [lr for _, lr in jobs]
@@ -103,7 +103,7 @@ def trainer_figures(variant: str) -> dict[str, Any]:
     started = time.perf_counter()
     cpu = train_packed(variant, seeds[sample], lrs[sample], steps=STEPS)  # exact: equals solo CPU runs
     row["cpu_exact_packed_64_jobs_per_s_one_process"] = SAMPLE / (time.perf_counter() - started)
-    from models.packed import packing_is_exact
+    from xorjobs.models.packed import packing_is_exact
 
     row["cpu_packing_is_exact_here"] = packing_is_exact(variant)
     row["cuda_packed_vs_cpu"] = compare(gpu_all[sample], cpu)

@@ -20,8 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, insert
 
-from api.main import create_app
 from xorjobs import analysis
+from xorjobs.api.main import create_app
 from xorjobs.cli import main
 from xorjobs.cli.backends import HttpBackend
 from xorjobs.errors import InvalidSpec

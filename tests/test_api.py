@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api.main import create_app
 from tests.test_spec import BAD_SPECS
+from xorjobs.api.main import create_app
 from xorjobs.settings import Settings
 from xorjobs.store.engine import read_session
 from xorjobs.store.tables import Job, Sweep

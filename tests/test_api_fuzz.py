@@ -14,7 +14,7 @@ from pathlib import Path
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from api.main import create_app
+from xorjobs.api.main import create_app
 from xorjobs.settings import Settings
 
 TOKEN = "fuzz-token"

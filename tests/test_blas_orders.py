@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.blas_orders import BIAS, SITES, Node, Site, Tree, canonical, leaves, measure, measure_site
-from models.tree_products import emit_product
+from xorjobs.models.blas_orders import BIAS, SITES, Node, Site, Tree, canonical, leaves, measure, measure_site
+from xorjobs.models.tree_products import emit_product
 
 
 def evaluate(tree: Tree, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -408,7 +408,7 @@ def test_api_migrate_and_flower(rendered: Json) -> None:
     assert "http://127.0.0.1:8000/health" in test[-1]
     assert api["environment"]["XORJOBS_API_TOKEN"] == env_file_values(ENV_EXAMPLE)["XORJOBS_API_TOKEN"]
     assert api["build"]["target"] == migrate["build"]["target"] == "api"  # no torch
-    assert flower["command"][:3] == ["celery", "-A", "worker.celery_app"]
+    assert flower["command"][:3] == ["celery", "-A", "xorjobs.worker.celery_app"]
     assert "flower" in flower["command"]
     assert flower["build"]["target"] == "flower"
     for service in services.values():
@@ -478,18 +478,18 @@ def test_dockerfile_targets(rendered: Json) -> None:
 
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     torch_pins = [
-        req for req in pyproject["project"]["optional-dependencies"]["train"] if req.startswith("torch")
+        req for req in pyproject["project"]["optional-dependencies"]["worker"] if req.startswith("torch")
     ]
     assert len(torch_pins) == 1 and "==" in torch_pins[0], torch_pins
     torch_pin = torch_pins[0].replace(" ", "")
 
-    assert "torch" not in stages["api"] and "train]" not in stages["api"], "the API image must not get torch"
+    assert "torch" not in stages["api"] and "worker]" not in stages["api"], "the API image must not get torch"
     assert "torch" not in stages["flower"]
     assert "flower==2.2.0" in stages["flower"]
     assert "download.pytorch.org/whl/cpu" in stages["cpu"] and torch_pin in stages["cpu"]
     assert "download.pytorch.org" not in stages["gpu"] and torch_pin in stages["gpu"]
     for name in ("cpu", "gpu"):
-        assert "/app[train]" in stages[name], name
+        assert "/app[worker]" in stages[name], name
         assert re.search(r"^USER\s+\d+", stages[name], flags=re.MULTILINE), f"{name} runs as root"
     assert re.search(r"^USER\s+\d+", stages["api"], flags=re.MULTILINE), "api runs as root"
 
@@ -727,7 +727,7 @@ def test_the_stack_services_run_natively(
         )
 
     # worker-gpu on a machine without CUDA: its command must refuse at once, saying why.
-    from worker.devices import cuda_device_count
+    from xorjobs.worker.devices import cuda_device_count
 
     if cuda_device_count() == 0:
         gpu = subprocess.run(

@@ -22,10 +22,10 @@ import pytest
 from fastapi.testclient import TestClient
 from rich.console import Console
 
-from api.deps import SESSION_COOKIE
-from api.main import create_app
 from tests.services import clean_env, require, start_api, start_worker, wait_until
 from tests.test_analysis import TOKEN, run_main, write_known_sweep
+from xorjobs.api.deps import SESSION_COOKIE
+from xorjobs.api.main import create_app
 from xorjobs.cli import render
 from xorjobs.cli.analysis_commands import watch_status
 from xorjobs.settings import Settings

@@ -216,7 +216,7 @@ def test_celery_settings_are_the_deliberate_ones() -> None:
 
 
 def test_fault_injection_is_off_unless_a_test_turns_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker import faults
+    from xorjobs.worker import faults
 
     monkeypatch.delenv("XORJOBS_TEST_FAULTS", raising=False)
     monkeypatch.setenv("XORJOBS_FAULT", "point=after_claim;seed=1;action=exit")

@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from api.main import create_app
 from tests.test_analysis import TOKEN, run_main, write_known_sweep
+from xorjobs.api.main import create_app
 from xorjobs.cli.backends import HttpBackend
 from xorjobs.errors import InvalidSpec, NotFound, SweepActive
 from xorjobs.spec import SweepSpec

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import TrainResult, train
-from models.backprop import bce_cost, gradients, initial_params
-from models.data import xor_data
 from tests.seed_scripts import run_seed_script
+from xorjobs.models import TrainResult, train
+from xorjobs.models.backprop import bce_cost, gradients, initial_params
+from xorjobs.models.data import xor_data
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 if not REFERENCE.is_dir():  # CI clones beside shared/ as well; this covers a checkout elsewhere

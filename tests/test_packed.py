@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import models.packed as packed
-from models import TrainResult, train
-from models.backprop import initial_params
-from models.blas_orders import BIAS, Node, Tree
-from models.initial_weights import backprop_init, sequential_init
-from models.networks import LAYER_WIDTHS, build_sequential
-from models.packed import PackedMemberError, packing_is_exact, same_result, train_packed
+import xorjobs.models.packed as packed
+from xorjobs.models import TrainResult, train
+from xorjobs.models.backprop import initial_params
+from xorjobs.models.blas_orders import BIAS, Node, Tree
+from xorjobs.models.initial_weights import backprop_init, sequential_init
+from xorjobs.models.networks import LAYER_WIDTHS, build_sequential
+from xorjobs.models.packed import PackedMemberError, packing_is_exact, same_result, train_packed
 
 VARIANTS = ("nn", "wide_deep", "backprop")
 # Slow and fast learners, a saturating one (5), and one that blows up (1000: NaN costs for backprop,

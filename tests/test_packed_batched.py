@@ -15,8 +15,8 @@ import math
 import pytest
 import torch
 
-from models import packed, packed_batched, train
-from models.packed import PackedMemberError, train_packed
+from xorjobs.models import packed, packed_batched, train
+from xorjobs.models.packed import PackedMemberError, train_packed
 
 VARIANTS = ("nn", "wide_deep", "backprop")
 SEEDS = [0, 1, 777, 2**31 - 1, 12345]

@@ -12,13 +12,13 @@ import pytest
 from tests.services import wait_until
 from tests.test_end_to_end import check_job_against_the_seed_loop
 from tests.test_faults import Cluster, pool_children, private_redis, sqlite_cluster, sqlite_url  # noqa: F401  (fixtures)
-from worker import packing
-from worker.runner import RunOutcome, run_job
 from xorjobs.settings import Settings
 from xorjobs.spec import validate_spec
 from xorjobs.store import queries
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import create_sweep
+from xorjobs.worker import packing
+from xorjobs.worker.runner import RunOutcome, run_job
 
 
 @pytest.fixture
@@ -63,9 +63,9 @@ def test_a_failed_self_check_falls_back_to_solo_training(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import models.packed
+    from xorjobs.models import packed as packed_module
 
-    monkeypatch.setattr(models.packed, "packing_is_exact", lambda variant, device="cpu", steps=300: False)
+    monkeypatch.setattr(packed_module, "packing_is_exact", lambda variant, device="cpu", steps=300: False)
     url = f"sqlite:///{tmp_path / 'store.db'}"
     settings = Settings(home=tmp_path, database_url=url, pack_size=8)
     job_ids = make_sweep(url, variants=["wide_deep"], seeds=[1, 2, 3], steps=200)

@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from matplotlib.lines import Line2D
 
-from api.main import create_app
 from tests.test_analysis import KNOWN_SWEEP, TOKEN, run_main, write_known_sweep
 from xorjobs import plots
+from xorjobs.api.main import create_app
 from xorjobs.service import Service
 from xorjobs.settings import Settings
 from xorjobs.store import queries

@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from worker.skip_finished import is_finished, job_id_of
 from xorjobs.settings import get_settings
 from xorjobs.spec import SweepSpec
 from xorjobs.store.lifecycle import claim_job, fail_job
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import create_sweep
+from xorjobs.worker.skip_finished import is_finished, job_id_of
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
-from worker.packing import check_all_variants
-from worker.recovery import start_recovery_process
 from xorjobs.queue import get_celery
 from xorjobs.settings import get_settings
 from xorjobs.store.engine import dispose_engines
+from xorjobs.worker.packing import check_all_variants
+from xorjobs.worker.recovery import start_recovery_process
 
 log = logging.getLogger(__name__)
 app = get_celery()
@@ -69,4 +69,4 @@ def _on_worker_shutdown(**_: Any) -> None:
         process.terminate()
 
 
-import worker.tasks  # noqa: E402,F401  (registers the task on the app)
+import xorjobs.worker.tasks  # noqa: E402,F401  (registers the task on the app)

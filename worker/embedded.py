@@ -20,11 +20,11 @@ from pathlib import Path
 from celery import Celery
 from celery.worker import state as worker_state
 
-from worker.recovery import RecoveryLoop, recover_once
-from worker.runner import ACTIVE_CLAIMS
 from xorjobs.settings import Settings
 from xorjobs.store.lifecycle import release_job
 from xorjobs.store.recovery import mark_queued_unpublished
+from xorjobs.worker.recovery import RecoveryLoop, recover_once
+from xorjobs.worker.runner import ACTIVE_CLAIMS
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_SECONDS = 10.0
@@ -56,7 +56,7 @@ def release_claims(settings: Settings) -> int:
 @contextmanager
 def in_process_worker(app: Celery, settings: Settings, queues: list[str], hostname: str) -> Iterator[None]:
     """Run a solo-pool Celery worker in a thread while the block runs."""
-    from worker.celery_app import limit_torch_threads
+    from xorjobs.worker.celery_app import limit_torch_threads
 
     limit_torch_threads()
     controller = app.WorkController(

@@ -13,14 +13,14 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from worker.faults import fault_point
-from worker.heartbeat import Heartbeat
 from xorjobs.settings import Settings
 from xorjobs.store.lifecycle import Claim, LeaseLost, Outcome
 from xorjobs.store.packs import finish_pack, record_pack_costs
+from xorjobs.worker.faults import fault_point
+from xorjobs.worker.heartbeat import Heartbeat
 
 if TYPE_CHECKING:  # torch stays out of processes that only route tasks (Flower, the API)
-    from models.result import TrainResult
+    from xorjobs.models.result import TrainResult
 
 log = logging.getLogger(__name__)
 _exact: dict[str, bool] = {}
@@ -30,7 +30,7 @@ SELF_CHECK_STEPS = 100
 def check_all_variants() -> None:
     """Run the self-check of every variant now (a worker's main process, before it forks its pool, so
     each training child inherits the answers instead of paying seconds for them on its first job)."""
-    from models import VARIANTS
+    from xorjobs.models import VARIANTS
 
     for variant in VARIANTS:
         packing_available(variant, "cpu")
@@ -41,7 +41,7 @@ def packing_available(variant: str, device: str) -> bool:
     if device != "cpu":
         return device == "cuda" and _has_cuda()
     if variant not in _exact:
-        from models.packed import packing_is_exact
+        from xorjobs.models.packed import packing_is_exact
 
         # 100 steps, every one logged: a different kernel path shows in the first steps already.
         _exact[variant] = packing_is_exact(variant, steps=SELF_CHECK_STEPS)
@@ -65,8 +65,8 @@ def train_pack(claims: Sequence[Claim], url: str, settings: Settings) -> tuple[i
     """
     import torch
 
-    from models.packed import PackedMemberError, train_packed
-    from worker.runner import outcome_of
+    from xorjobs.models.packed import PackedMemberError, train_packed
+    from xorjobs.worker.runner import outcome_of
 
     leader = claims[0]
     written = [0] * len(claims)

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from worker.faults import fault_point
-from worker.liveness import holder_is_dead
-from worker.packing import packing_available
 from xorjobs.settings import Settings
 from xorjobs.store.lifecycle import (
     Claim,
@@ -28,9 +25,12 @@ from xorjobs.store.lifecycle import (
 )
 from xorjobs.store.packs import claim_companions
 from xorjobs.store.schema import ensure_schema
+from xorjobs.worker.faults import fault_point
+from xorjobs.worker.liveness import holder_is_dead
+from xorjobs.worker.packing import packing_available
 
 if TYPE_CHECKING:  # torch stays out of this module's imports (the Flower image has none)
-    from models.result import TrainResult
+    from xorjobs.models.result import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def run_job(job_id: str, worker_name: str, settings: Settings) -> RunOutcome:
 
 
 def _train_pack_and_report(claims: list[Claim], url: str, settings: Settings) -> RunOutcome:
-    from worker.packing import train_pack
+    from xorjobs.worker.packing import train_pack
 
     try:
         succeeded, failed = train_pack(claims, url, settings)
@@ -138,8 +138,8 @@ def _train_and_persist(claim: Claim, url: str, settings: Settings) -> RunOutcome
 def _train(claim: Claim, url: str, settings: Settings) -> Outcome:
     import torch  # here, not at import time: CUDA is initialised only in the process that trains
 
-    from models import train
-    from worker.heartbeat import Heartbeat
+    from xorjobs.models import train
+    from xorjobs.worker.heartbeat import Heartbeat
 
     if claim.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("this job needs CUDA and this worker has none; it never runs on the CPU instead")

@@ -7,14 +7,14 @@ import socket
 
 from celery import Task
 
-from worker.celery_app import app
-from worker.runner import run_job
 from xorjobs.queue import TRAIN_TASK
 from xorjobs.settings import get_settings
+from xorjobs.worker.celery_app import app
+from xorjobs.worker.runner import run_job
 
 
 # Strategy: messages of jobs a pack already finished are acked in the consumer (worker.skip_finished).
-@app.task(name=TRAIN_TASK, bind=True, Strategy="worker.skip_finished:skip_finished")
+@app.task(name=TRAIN_TASK, bind=True, Strategy="xorjobs.worker.skip_finished:skip_finished")
 def train_job(self: Task, job_id: str) -> str:  # type: ignore[type-arg]
     """Train the job ``job_id`` (a string id from the store; messages carry nothing else)."""
     # Node name plus pid: several training processes (prefork children) share one node name.

@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from api.deps import ServiceDep
-from api.responses import SafeJSONResponse
 from xorjobs.analysis import DEFAULT_THRESHOLD, GROUP_FIELDS, check_threshold, parse_by
+from xorjobs.api.deps import ServiceDep
+from xorjobs.api.responses import SafeJSONResponse
 from xorjobs.export_formats import MEDIA_TYPES, ExportFormat
 
 router = APIRouter(tags=["analysis"])

@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from api.deps import SESSION_COOKIE, is_authenticated, session_value
 from xorjobs.analysis import DEFAULT_THRESHOLD
+from xorjobs.api.deps import SESSION_COOKIE, is_authenticated, session_value
 
 router = APIRouter(include_in_schema=False)
 

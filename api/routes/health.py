@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from api.deps import ServiceDep
-from api.responses import SafeJSONResponse
+from xorjobs.api.deps import ServiceDep
+from xorjobs.api.responses import SafeJSONResponse
 from xorjobs.store.engine import get_engine
 
 router = APIRouter(tags=["health"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import ServiceDep
-from api.responses import SafeJSONResponse
+from xorjobs.api.deps import ServiceDep
+from xorjobs.api.responses import SafeJSONResponse
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses={404: {"description": "No such job"}})
 

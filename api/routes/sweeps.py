@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 
-from api.deps import ServiceDep
-from api.responses import SafeJSONResponse
+from xorjobs.api.deps import ServiceDep
+from xorjobs.api.responses import SafeJSONResponse
 from xorjobs.spec import SweepSpec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])

@@ -28,8 +28,13 @@ def run_sweep(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
 def _run_in_process(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
     import torch
 
-    from worker.celery_app import app as celery_app
-    from worker.embedded import embedded_hostname, in_process_worker, release_claims, resync_embedded_queue
+    from xorjobs.worker.celery_app import app as celery_app
+    from xorjobs.worker.embedded import (
+        embedded_hostname,
+        in_process_worker,
+        release_claims,
+        resync_embedded_queue,
+    )
 
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise NoCuda("--device: cuda was asked for, and this machine has no usable CUDA device")

@@ -55,7 +55,7 @@ def worker(
     """Start a worker that trains the jobs of one queue (Ctrl-C stops it after the running jobs)."""
     settings = get_settings()
     if queue is Queue.GPU:
-        from worker.devices import cuda_device_count
+        from xorjobs.worker.devices import cuda_device_count
 
         if cuda_device_count() == 0:
             raise NoCuda(
@@ -67,10 +67,10 @@ def worker(
     from xorjobs.store.schema import ensure_schema
 
     ensure_schema(settings.resolved_database_url)
-    from worker.celery_app import app as celery_app
+    from xorjobs.worker.celery_app import app as celery_app
 
     if settings.embedded_queue:
-        from worker.embedded import resync_embedded_queue
+        from xorjobs.worker.embedded import resync_embedded_queue
 
         resync_embedded_queue(settings, celery_app)
         render.stderr.print(f"embedded queue in {settings.queue_folder} (set XORJOBS_BROKER_URL for Redis)")
@@ -95,7 +95,7 @@ def api(
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    from api.main import create_app
+    from xorjobs.api.main import create_app
 
     if not host:
         raise InvalidSpec("--host", "must not be empty")
