@@ -13,13 +13,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_LR, DEFAULT_SEED, DEFAULT_STEPS, VARIANTS, Variant
 from xorjobs.errors import InvalidSpec
 
-Variant = Literal["nn", "wide_deep", "backprop"]
 Device = Literal["cpu", "cuda"]
 
-ALL_VARIANTS: tuple[Variant, ...] = ("nn", "wide_deep", "backprop")
-"""Every variant, in the default expansion order."""
 MAX_SEED = 2**63 - 1
 """Seeds fit a signed 64-bit integer column (and ``torch.manual_seed``)."""
 MAX_LR = 1000.0
@@ -29,10 +27,6 @@ MAX_STEPS = 1_000_000
 MAX_JOBS_PER_SWEEP = 10_000
 """A sweep expands to at most this many jobs."""
 MAX_NAME_LENGTH = 200
-DEFAULT_STEPS = 10001
-DEFAULT_LOG_EVERY = 100
-DEFAULT_SEED = 777
-DEFAULT_LR = 1.0
 
 Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 LearningRate = Annotated[float, Field(strict=True, gt=0, le=MAX_LR, allow_inf_nan=False)]
@@ -44,7 +38,7 @@ class SweepSpec(BaseModel):
     # strict: no bool-as-number, no "1" for 1; forbid: an unknown field is a typo, not a default.
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    variants: list[Variant] = Field(default=list(ALL_VARIANTS), min_length=1, max_length=len(ALL_VARIANTS))
+    variants: list[Variant] = Field(default=list(VARIANTS), min_length=1, max_length=len(VARIANTS))
     seeds: list[Seed] = Field(default=[DEFAULT_SEED], min_length=1, max_length=MAX_JOBS_PER_SWEEP)
     lrs: list[LearningRate] = Field(default=[DEFAULT_LR], min_length=1, max_length=MAX_JOBS_PER_SWEEP)
     steps: int = Field(default=DEFAULT_STEPS, strict=True, ge=1, le=MAX_STEPS)

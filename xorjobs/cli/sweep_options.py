@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
+from xorjobs.defaults import DEFAULT_STEPS
 from xorjobs.errors import InvalidSpec
 from xorjobs.spec import (
-    DEFAULT_STEPS,
     SweepSpec,
     parse_lrs,
     parse_seeds,

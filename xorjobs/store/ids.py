@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import secrets
 
-SWEEP_PREFIX = "sw-"
-JOB_PREFIX = "job-"
+from xorjobs.defaults import JOB_ID_PREFIX, SWEEP_ID_PREFIX
 
 
 def new_sweep_id() -> str:
-    return SWEEP_PREFIX + secrets.token_hex(6)
+    return SWEEP_ID_PREFIX + secrets.token_hex(6)
 
 
 def new_job_id() -> str:
-    return JOB_PREFIX + secrets.token_hex(8)
+    return JOB_ID_PREFIX + secrets.token_hex(8)
 
 
 def is_sweep_id(identifier: str) -> bool:
-    return identifier.startswith(SWEEP_PREFIX)
+    return identifier.startswith(SWEEP_ID_PREFIX)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -16,8 +15,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime, TypeDecorator
+
+from xorjobs.defaults import TERMINAL_STATES, JobState
+
+__all__ = ["TERMINAL_STATES", "Base", "Cost", "Job", "JobState", "Sweep", "UtcDateTime"]
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
@@ -33,17 +37,6 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
 class Base(DeclarativeBase):
@@ -102,6 +95,12 @@ class Job(Base):
     hypothesis_json: Mapped[str | None] = mapped_column(Text)
     predicted_json: Mapped[str | None] = mapped_column(Text)
     accuracy: Mapped[float | None] = mapped_column(Double)
+
+    @hybrid_property
+    def attempts_used(self) -> int:
+        """Attempts that count against ``max_attempts`` (``retry`` forgives the earlier ones); the one
+        rule, usable on a loaded job and in a query (``Job.attempts_used >= max_attempts``)."""
+        return self.attempt - self.attempts_forgiven
 
 
 class Cost(Base):
