@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -21,4 +21,3 @@ class TrainResult:
     accuracy: float
     device_name: str = ""
     cpu_capability: str = ""
-    extra: dict[str, str] = field(default_factory=dict)

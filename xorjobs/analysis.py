@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from xorjobs.defaults import JOB_STATES
 from xorjobs.errors import InvalidSpec
 
 GROUP_FIELDS: tuple[str, ...] = ("variant", "lr", "seed", "device")
@@ -137,7 +138,7 @@ def summarize(
 
 def group_statistics(findings: Sequence[JobFindings]) -> dict[str, Any]:
     """The statistics of one group (field names are the JSON and CSV contract)."""
-    counts = {state: sum(1 for item in findings if item.state == state) for state in _STATES}
+    counts = {state.value: sum(1 for item in findings if item.state == state) for state in JOB_STATES}
     succeeded = counts["succeeded"]
     solved = sum(1 for item in findings if item.solved)
     finite_costs = [
@@ -161,8 +162,6 @@ def group_statistics(findings: Sequence[JobFindings]) -> dict[str, Any]:
         "diverged": sum(1 for item in findings if item.diverged),
     }
 
-
-_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 SUMMARY_STATISTICS: tuple[str, ...] = (
     "jobs",

@@ -30,6 +30,7 @@ from rich.table import Table
 from xorjobs import analysis
 from xorjobs.cli import render
 from xorjobs.cli.backends import Backend, backend_for
+from xorjobs.defaults import finished_count
 from xorjobs.errors import InvalidSpec
 from xorjobs.export_formats import ExportFormat
 from xorjobs.settings import get_settings
@@ -159,19 +160,15 @@ def watch_status(
 
     def frame(current: dict[str, Any]) -> Group:
         counts = current["counts"]
-        progress.update(task, completed=_finished(counts), counts=render.counts_line(counts))
+        progress.update(task, completed=finished_count(counts), counts=render.counts_line(counts))
         return Group(progress, jobs_table(current))
 
     with Live(frame(status), console=console, refresh_per_second=4, transient=False) as live:
-        while _finished(status["counts"]) < sum(status["counts"].values()):
+        while finished_count(status["counts"]) < sum(status["counts"].values()):
             time.sleep(interval)
             status = fetch_status()
             live.update(frame(status), refresh=True)
     return status
-
-
-def _finished(counts: dict[str, int]) -> int:
-    return sum(counts.get(state, 0) for state in ("succeeded", "failed", "cancelled"))
 
 
 # --- compare ---------------------------------------------------------------------------------------

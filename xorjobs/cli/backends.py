@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import httpx2
 
+from xorjobs.defaults import SWEEP_ID_PREFIX
 from xorjobs.errors import InvalidSpec, NotFound, SweepActive, Unauthorized, Unreachable, XorjobsError
 from xorjobs.export_formats import ExportFormat
 from xorjobs.settings import Settings
@@ -78,7 +79,7 @@ class HttpBackend:
         return self._call("GET", f"/jobs/{job_id}/costs")
 
     def cancel(self, sweep_or_job_id: str) -> Json:
-        kind = "sweeps" if sweep_or_job_id.startswith("sw-") else "jobs"
+        kind = "sweeps" if sweep_or_job_id.startswith(SWEEP_ID_PREFIX) else "jobs"
         return self._call("POST", f"/{kind}/{sweep_or_job_id}/cancel")
 
     def retry(self, sweep_id: str, failed_only: bool) -> Json:

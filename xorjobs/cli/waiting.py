@@ -16,20 +16,11 @@ from rich.progress import (
 )
 
 from xorjobs.cli.render import stderr
-
-TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def finished(counts: dict[str, int]) -> int:
-    return sum(counts.get(state, 0) for state in TERMINAL)
+from xorjobs.defaults import finished_count
 
 
-def wait_for_sweep(
-    fetch_status: Callable[[], dict[str, Any]],
-    interval: float = 0.5,
-    should_stop: Callable[[], str | None] = lambda: None,
-) -> dict[str, Any]:
-    """Poll until every job is terminal; returns the last status. ``should_stop`` may abort with a reason."""
+def wait_for_sweep(fetch_status: Callable[[], dict[str, Any]], interval: float = 0.5) -> dict[str, Any]:
+    """Poll until every job is terminal; returns the last status."""
     status = fetch_status()
     total = sum(status["counts"].values())
     with Progress(
@@ -47,11 +38,8 @@ def wait_for_sweep(
         while True:
             counts = status["counts"]
             summary = " ".join(f"{state[:4]}={n}" for state, n in counts.items() if n)
-            progress.update(task, completed=finished(counts), counts=summary)
-            if finished(counts) >= total:
+            progress.update(task, completed=finished_count(counts), counts=summary)
+            if finished_count(counts) >= total:
                 return status
-            reason = should_stop()
-            if reason is not None:
-                raise RuntimeError(reason)
             time.sleep(interval)
             status = fetch_status()

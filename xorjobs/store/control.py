@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select, update
 
+from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.errors import NotFound
 from xorjobs.store.engine import write_session
 from xorjobs.store.ids import is_sweep_id
@@ -59,8 +60,8 @@ def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]
             .returning(Job.id, Job.queue)
         ).all()
         job_ids = [job_id for job_id, _ in ids]
-        for start in range(0, len(job_ids), 500):
-            session.execute(delete(Cost).where(Cost.job_id.in_(job_ids[start : start + 500])))
+        for start in range(0, len(job_ids), IDS_PER_STATEMENT):
+            session.execute(delete(Cost).where(Cost.job_id.in_(job_ids[start : start + IDS_PER_STATEMENT])))
     return [QueuedJob(job_id, queue) for job_id, queue in ids]
 
 

@@ -48,10 +48,3 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
     return value
-
-
-def from_json_safe(value: Any) -> float:
-    """The inverse of ``json_safe`` for one number (used where the CLI reads the API's JSON)."""
-    if isinstance(value, str):
-        return float(value)
-    return float(value)

@@ -18,13 +18,12 @@ from typing import Any
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.errors import InvalidSpec, NotFound, SweepActive
 from xorjobs.store.engine import write_session
 from xorjobs.store.lifecycle import utcnow
 from xorjobs.store.tables import Cost, Job, JobState, Sweep
 
-JOBS_PER_CHUNK = 500
-"""Jobs whose costs one DELETE statement removes."""
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
@@ -76,8 +75,8 @@ def _delete_sweep_rows_in_session(session: Session, sweep_id: str) -> tuple[int,
     """Inside the caller's transaction: costs by chunks of jobs, then the jobs, then the sweep."""
     job_ids = list(session.scalars(select(Job.id).where(Job.sweep_id == sweep_id)))
     costs = 0
-    for start in range(0, len(job_ids), JOBS_PER_CHUNK):
-        chunk = job_ids[start : start + JOBS_PER_CHUNK]
+    for start in range(0, len(job_ids), IDS_PER_STATEMENT):
+        chunk = job_ids[start : start + IDS_PER_STATEMENT]
         costs += session.execute(delete(Cost).where(Cost.job_id.in_(chunk))).rowcount  # type: ignore[attr-defined]
     jobs = session.execute(delete(Job).where(Job.sweep_id == sweep_id)).rowcount  # type: ignore[attr-defined]
     session.execute(delete(Sweep).where(Sweep.id == sweep_id))

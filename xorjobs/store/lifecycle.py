@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from xorjobs.defaults import clip_error, out_of_attempts_error
 from xorjobs.errors import UnknownJob, XorjobsError
 from xorjobs.store.engine import describe, read_session, write_session
 from xorjobs.store.floats import encode_float, json_safe
@@ -91,7 +92,7 @@ def claim_job(
         )
         if job.state != JobState.QUEUED and not orphaned:
             return None
-        if job.attempt - job.attempts_forgiven >= max_attempts:
+        if job.attempts_used >= max_attempts:
             _fail_exhausted(session, job, max_attempts, now)
             return None
         row = session.execute(
@@ -124,8 +125,7 @@ def _fail_exhausted(session: Session, job: Job, max_attempts: int, now: dt.datet
         .values(
             state=JobState.FAILED,
             finished_at=now,
-            error=f"max_attempts: the job's worker died or lost it {job.attempt - job.attempts_forgiven} "
-            f"times (limit {max_attempts}); not retried again",
+            error=out_of_attempts_error(max_attempts),
         )
     )
 
@@ -261,7 +261,9 @@ def fail_job(url: str, job_id: str, attempt: int, error: str) -> bool:
         result = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.attempt == attempt, Job.state == JobState.RUNNING)
-            .values(state=JobState.FAILED, finished_at=utcnow(), lease_expires_at=None, error=error[:4000])
+            .values(
+                state=JobState.FAILED, finished_at=utcnow(), lease_expires_at=None, error=clip_error(error)
+            )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -305,8 +307,3 @@ def peek_job(url: str, job_id: str) -> JobPeek | None:
             )
         ).first()
     return None if row is None else JobPeek(*row)
-
-
-def job_state(url: str, job_id: str) -> str | None:
-    with write_session(url) as session:
-        return session.scalar(select(Job.state).where(Job.id == job_id))

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import select, tuple_, update
 
+from xorjobs.defaults import IDS_PER_STATEMENT, clip_error
 from xorjobs.store.engine import write_session
 from xorjobs.store.lifecycle import (
     Claim,
@@ -49,7 +50,7 @@ def claim_companions(
                 Job.device == leader.device,
                 Job.steps == leader.steps,
                 Job.log_every == leader.log_every,
-                Job.attempt - Job.attempts_forgiven < max_attempts,
+                Job.attempts_used < max_attempts,
                 Job.id != leader.job_id,
             )
             .order_by(Job.created_at.desc(), Job.position.desc())
@@ -87,8 +88,8 @@ def _renew_members(session: object, claims: Sequence[Claim], lease_seconds: floa
         return set()
     expires = utcnow() + dt.timedelta(seconds=lease_seconds)
     owned: set[str] = set()
-    for start in range(0, len(claims), 500):
-        chunk = claims[start : start + 500]
+    for start in range(0, len(claims), IDS_PER_STATEMENT):
+        chunk = claims[start : start + IDS_PER_STATEMENT]
         owned.update(
             session.scalars(
                 update(Job)
@@ -137,6 +138,8 @@ def finish_pack(url: str, outcomes: Mapping[Claim, Outcome], errors: Mapping[Cla
                 session.execute(
                     update(Job)
                     .where(Job.id == claim.job_id, Job.attempt == claim.attempt)
-                    .values(state=JobState.FAILED, finished_at=now, lease_expires_at=None, error=error[:4000])
+                    .values(
+                        state=JobState.FAILED, finished_at=now, lease_expires_at=None, error=clip_error(error)
+                    )
                 )
         return lost

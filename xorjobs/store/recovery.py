@@ -11,6 +11,7 @@ import datetime as dt
 
 from sqlalchemy import and_, or_, select, update
 
+from xorjobs.defaults import out_of_attempts_error
 from xorjobs.store.engine import write_session
 from xorjobs.store.lifecycle import utcnow
 from xorjobs.store.sweeps import QueuedJob
@@ -25,7 +26,7 @@ def reap_expired_leases(url: str, max_attempts: int) -> tuple[list[QueuedJob], l
     """
     now = utcnow()
     expired = and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now)
-    exhausted = Job.attempt - Job.attempts_forgiven >= max_attempts
+    exhausted = Job.attempts_used >= max_attempts
     with write_session(url) as session:
         failed = session.scalars(
             update(Job)
@@ -34,8 +35,7 @@ def reap_expired_leases(url: str, max_attempts: int) -> tuple[list[QueuedJob], l
                 state=JobState.FAILED,
                 finished_at=now,
                 lease_expires_at=None,
-                error=f"max_attempts: the job's worker died or stopped answering {max_attempts} times; "
-                "not retried again",
+                error=out_of_attempts_error(max_attempts),
             )
             .returning(Job.id)
         ).all()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.spec import SweepSpec, expand
 from xorjobs.store.engine import read_session, write_session
 from xorjobs.store.ids import new_job_id, new_sweep_id
@@ -105,18 +104,8 @@ def mark_published(url: str, job_ids: Sequence[str]) -> None:
         return
     now = utcnow()
     with write_session(url) as session:
-        for chunk_start in range(0, len(job_ids), 500):
-            chunk = list(job_ids[chunk_start : chunk_start + 500])
+        for chunk_start in range(0, len(job_ids), IDS_PER_STATEMENT):
+            chunk = list(job_ids[chunk_start : chunk_start + IDS_PER_STATEMENT])
             session.execute(
                 update(Job).where(Job.id.in_(chunk), Job.published_at.is_(None)).values(published_at=now)
             )
-
-
-def spec_of(url: str, sweep_id: str) -> SweepSpec | None:
-    with read_session(url) as session:
-        spec_json = session.scalar(select(Sweep.spec_json).where(Sweep.id == sweep_id))
-    return None if spec_json is None else SweepSpec.model_validate(json.loads(spec_json), strict=False)
-
-
-def age(timestamp: dt.datetime | None) -> float:
-    return 0.0 if timestamp is None else (utcnow() - timestamp).total_seconds()
