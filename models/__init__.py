@@ -5,7 +5,8 @@ Three variants, each faithful to one script of the seed document (boostcourse La
 ``wide_deep`` (2-10-10-10-1). ``train`` runs one job; it is the only entry point the worker uses.
 """
 
+from xorjobs.defaults import VARIANTS
 from xorjobs.models.result import TrainResult
-from xorjobs.models.train import VARIANTS, train
+from xorjobs.models.train import train
 
 __all__ = ["VARIANTS", "TrainResult", "train"]

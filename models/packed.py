@@ -58,6 +58,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_STEPS, VARIANTS
 from xorjobs.models.backprop import sigmoid
 from xorjobs.models.blas_orders import measure
 from xorjobs.models.data import xor_data
@@ -66,7 +67,7 @@ from xorjobs.models.networks import LAYER_WIDTHS
 from xorjobs.models.packed_batched import BatchedPack, GraphedPack, batched_engine
 from xorjobs.models.result import TrainResult
 from xorjobs.models.threads import one_thread
-from xorjobs.models.train import VARIANTS, describe_device
+from xorjobs.models.train import describe_device
 from xorjobs.models.tree_products import emit_planned, emit_product, plan_product
 
 CostChunk = list[tuple[int, float]]
@@ -434,8 +435,8 @@ def train_packed(
     variant: str,
     seeds: Sequence[int],
     lrs: Sequence[float],
-    steps: int = 10001,
-    log_every: int = 100,
+    steps: int = DEFAULT_STEPS,
+    log_every: int = DEFAULT_LOG_EVERY,
     device: str = "cpu",
     on_progress: Callable[[list[list[tuple[int, float]]]], None] | None = None,
     progress_interval_s: float = 2.0,

@@ -7,12 +7,11 @@ from collections.abc import Callable
 
 import torch
 
+from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_STEPS, VARIANTS
 from xorjobs.models.backprop import train_backprop
 from xorjobs.models.data import accuracy_of, xor_data
 from xorjobs.models.networks import LAYER_WIDTHS, build_sequential
 from xorjobs.models.result import TrainResult
-
-VARIANTS: tuple[str, ...] = ("nn", "wide_deep", "backprop")
 
 CostChunk = list[tuple[int, float]]
 ProgressCallback = Callable[[CostChunk], None]
@@ -79,8 +78,8 @@ def train(
     variant: str,
     seed: int,
     lr: float,
-    steps: int = 10001,
-    log_every: int = 100,
+    steps: int = DEFAULT_STEPS,
+    log_every: int = DEFAULT_LOG_EVERY,
     device: str = "cpu",
     on_progress: ProgressCallback | None = None,
     progress_interval_s: float = 2.0,

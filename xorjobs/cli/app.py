@@ -13,6 +13,7 @@ from xorjobs.cli import render
 from xorjobs.cli.backends import Backend, backend_for
 from xorjobs.cli.sweep_options import Device, LogEvery, Lrs, Name, Seeds, Steps, Variants, build_spec
 from xorjobs.cli.waiting import wait_for_sweep
+from xorjobs.defaults import DEFAULT_STEPS
 from xorjobs.errors import XorjobsError
 from xorjobs.settings import get_settings
 
@@ -68,7 +69,7 @@ def submit(
     seed: Seeds = None,
     lr: Lrs = None,
     device: Device = "cpu",
-    steps: Steps = "10001",
+    steps: Steps = str(DEFAULT_STEPS),
     log_every: LogEvery = None,
     name: Name = None,
     key: Annotated[
@@ -103,7 +104,7 @@ def run(
     seed: Seeds = None,
     lr: Lrs = None,
     device: Device = "cpu",
-    steps: Steps = "10001",
+    steps: Steps = str(DEFAULT_STEPS),
     log_every: LogEvery = None,
     name: Name = None,
     as_json: Json = False,
