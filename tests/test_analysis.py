@@ -30,10 +30,12 @@ from xorjobs.service import Service
 from xorjobs.settings import Settings, get_settings
 from xorjobs.spec import SweepSpec
 from xorjobs.store import control, queries
+from xorjobs.store.claims import claim_job
+from xorjobs.store.costs import record_costs
 from xorjobs.store.engine import get_engine, write_session
 from xorjobs.store.export import export_text
 from xorjobs.store.floats import encode_float, json_safe
-from xorjobs.store.lifecycle import Outcome, claim_job, fail_job, finish_job, record_costs
+from xorjobs.store.results import Outcome, fail_job, finish_job
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import create_sweep
 from xorjobs.store.tables import Cost

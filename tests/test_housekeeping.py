@@ -23,9 +23,11 @@ from xorjobs.cli.backends import HttpBackend
 from xorjobs.errors import InvalidSpec, NotFound, SweepActive
 from xorjobs.spec import SweepSpec
 from xorjobs.store import queries
+from xorjobs.store.claims import claim_job
+from xorjobs.store.clock import utcnow
 from xorjobs.store.engine import read_session, write_session
 from xorjobs.store.housekeeping import delete_sweep, parse_age, prune_sweeps
-from xorjobs.store.lifecycle import Outcome, claim_job, finish_job, utcnow
+from xorjobs.store.results import Outcome, finish_job
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import create_sweep
 from xorjobs.store.tables import Cost, Job, Sweep

@@ -143,7 +143,7 @@ def test_a_killed_worker_loses_no_member_of_its_pack(sqlite_cluster: Cluster) ->
 
 def test_a_pack_heartbeat_reports_exactly_the_members_fenced_off(database_url: str) -> None:
     from xorjobs.store import control
-    from xorjobs.store.lifecycle import claim_job
+    from xorjobs.store.claims import claim_job
     from xorjobs.store.packs import claim_companions, renew_pack
 
     job_ids = make_sweep(database_url, variants=["nn"], seeds=list(range(6)), steps=100)

@@ -9,7 +9,8 @@ import pytest
 
 from xorjobs.settings import get_settings
 from xorjobs.spec import SweepSpec
-from xorjobs.store.lifecycle import claim_job, fail_job
+from xorjobs.store.claims import claim_job
+from xorjobs.store.results import fail_job
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import create_sweep
 from xorjobs.worker.skip_finished import is_finished, job_id_of

@@ -9,11 +9,14 @@ import threading
 import pytest
 from sqlalchemy import func, select, update
 
+from xorjobs.errors import LeaseLost
 from xorjobs.spec import validate_spec
 from xorjobs.store import control, queries
+from xorjobs.store.claims import claim_job
+from xorjobs.store.costs import record_costs
 from xorjobs.store.engine import read_session, write_session
-from xorjobs.store.lifecycle import LeaseLost, Outcome, claim_job, fail_job, finish_job, record_costs
 from xorjobs.store.recovery import reap_expired_leases, unpublished_jobs
+from xorjobs.store.results import Outcome, fail_job, finish_job
 from xorjobs.store.schema import current_revision, ensure_schema, head_revision
 from xorjobs.store.sweeps import create_sweep, mark_published
 from xorjobs.store.tables import Cost, Job

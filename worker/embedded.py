@@ -21,8 +21,8 @@ from celery import Celery
 from celery.worker import state as worker_state
 
 from xorjobs.settings import Settings
-from xorjobs.store.lifecycle import release_job
 from xorjobs.store.recovery import mark_queued_unpublished
+from xorjobs.store.results import release_job
 from xorjobs.worker.recovery import RecoveryLoop, recover_once
 from xorjobs.worker.runner import ACTIVE_CLAIMS
 

@@ -11,7 +11,8 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from xorjobs.store.lifecycle import Claim, LeaseLost
+from xorjobs.errors import LeaseLost
+from xorjobs.store.claims import Claim
 from xorjobs.store.packs import renew_pack
 
 log = logging.getLogger(__name__)

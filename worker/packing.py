@@ -13,9 +13,11 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from xorjobs.errors import LeaseLost
 from xorjobs.settings import Settings
-from xorjobs.store.lifecycle import Claim, LeaseLost, Outcome
+from xorjobs.store.claims import Claim
 from xorjobs.store.packs import finish_pack, record_pack_costs
+from xorjobs.store.results import Outcome
 from xorjobs.worker.faults import fault_point
 from xorjobs.worker.heartbeat import Heartbeat
 

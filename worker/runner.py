@@ -12,18 +12,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from xorjobs.errors import LeaseLost
 from xorjobs.settings import Settings
-from xorjobs.store.lifecycle import (
-    Claim,
-    LeaseLost,
-    Outcome,
-    claim_job,
-    fail_job,
-    finish_job,
-    peek_job,
-    record_costs,
-)
+from xorjobs.store.claims import Claim, claim_job
+from xorjobs.store.costs import record_costs
 from xorjobs.store.packs import claim_companions
+from xorjobs.store.peeks import peek_job
+from xorjobs.store.results import Outcome, fail_job, finish_job
 from xorjobs.store.schema import ensure_schema
 from xorjobs.worker.faults import fault_point
 from xorjobs.worker.liveness import holder_is_dead

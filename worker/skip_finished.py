@@ -16,7 +16,7 @@ from celery import Celery, Task
 from celery.worker.strategy import default as default_strategy
 
 from xorjobs.settings import get_settings
-from xorjobs.store.lifecycle import peek_job
+from xorjobs.store.peeks import peek_job
 from xorjobs.store.tables import TERMINAL_STATES
 
 log = logging.getLogger(__name__)

@@ -43,6 +43,13 @@ class Unauthorized(XorjobsError):
     http_status = 401
 
 
+class LeaseLost(XorjobsError):
+    """This attempt no longer owns the job (re-queued, cancelled, or taken over by a newer attempt).
+
+    Not a failure of the job: the attempt that raises it stops quietly, and whoever owns the job now
+    finishes it."""
+
+
 class UnknownJob(XorjobsError):
     """A worker received a job id its store does not hold (e.g. a worker left on a local SQLite file)."""
 

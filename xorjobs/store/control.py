@@ -6,9 +6,9 @@ from sqlalchemy import delete, select, update
 
 from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.errors import NotFound
+from xorjobs.store.clock import utcnow
 from xorjobs.store.engine import write_session
 from xorjobs.store.ids import is_sweep_id
-from xorjobs.store.lifecycle import utcnow
 from xorjobs.store.sweeps import QueuedJob
 from xorjobs.store.tables import Cost, Job, JobState, Sweep
 

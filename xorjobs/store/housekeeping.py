@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.errors import InvalidSpec, NotFound, SweepActive
+from xorjobs.store.clock import utcnow
 from xorjobs.store.engine import write_session
-from xorjobs.store.lifecycle import utcnow
 from xorjobs.store.tables import Cost, Job, JobState, Sweep
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)

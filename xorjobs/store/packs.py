@@ -13,16 +13,11 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import select, tuple_, update
 
 from xorjobs.defaults import IDS_PER_STATEMENT, clip_error
+from xorjobs.store.claims import Claim, claim_values
+from xorjobs.store.clock import utcnow
+from xorjobs.store.costs import cost_rows, upsert_cost_rows
 from xorjobs.store.engine import write_session
-from xorjobs.store.lifecycle import (
-    Claim,
-    Outcome,
-    claim_values,
-    cost_rows,
-    upsert_cost_rows,
-    utcnow,
-    write_results_in_transaction,
-)
+from xorjobs.store.results import Outcome, write_results_in_transaction
 from xorjobs.store.tables import Job, JobState
 
 

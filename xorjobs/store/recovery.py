@@ -12,8 +12,8 @@ import datetime as dt
 from sqlalchemy import and_, or_, select, update
 
 from xorjobs.defaults import out_of_attempts_error
+from xorjobs.store.clock import utcnow
 from xorjobs.store.engine import write_session
-from xorjobs.store.lifecycle import utcnow
 from xorjobs.store.sweeps import QueuedJob
 from xorjobs.store.tables import Job, JobState
 

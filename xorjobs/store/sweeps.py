@@ -10,9 +10,9 @@ from sqlalchemy.exc import IntegrityError
 
 from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.spec import SweepSpec, expand
+from xorjobs.store.clock import utcnow
 from xorjobs.store.engine import read_session, write_session
 from xorjobs.store.ids import new_job_id, new_sweep_id
-from xorjobs.store.lifecycle import utcnow
 from xorjobs.store.tables import Job, JobState, Sweep
 
 

@@ -1,0 +1,103 @@
+"""Claims: a worker takes a queued (or orphaned) job and bumps its attempt, the job's fencing token.
+
+Every later write of the attempt is conditional on ``jobs.attempt`` still being that attempt and the
+job still running, so a duplicate delivery, a reaped "zombie" or a cancelled job cannot write over
+newer state (the fencing-token pattern; reliability notes §0.2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from xorjobs.defaults import out_of_attempts_error
+from xorjobs.errors import UnknownJob
+from xorjobs.store.clock import utcnow
+from xorjobs.store.engine import describe, write_session
+from xorjobs.store.tables import Job, JobState
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker needs to train a job it has claimed."""
+
+    job_id: str
+    attempt: int
+    variant: str
+    seed: int
+    lr: float
+    steps: int
+    log_every: int
+    device: str
+
+
+def claim_job(
+    url: str,
+    job_id: str,
+    worker: str,
+    lease_seconds: float,
+    max_attempts: int,
+    holder_is_dead: Callable[[str], bool] = lambda _worker: False,
+) -> Claim | None:
+    """Atomically take a job that is queued (or running but orphaned) and bump its attempt.
+
+    A running job is orphaned when its lease ran out, or when ``holder_is_dead(worker)`` says its holder
+    is gone: a worker knows that of a training process on its own machine killed mid-job (whose message
+    Celery redelivers at once), and then takes over without waiting for the lease.
+
+    Returns None when there is nothing to do: the job is running elsewhere, finished, cancelled, or was
+    failed here for having used up its attempts. Raises UnknownJob when the store has no such job.
+    """
+    now = utcnow()
+    with write_session(url) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise UnknownJob(
+                f"job {job_id} is not in the store {describe(url)} (is this worker on the right store?)"
+            )
+        orphaned = job.state == JobState.RUNNING and (
+            (job.lease_expires_at is not None and job.lease_expires_at < now)
+            or (job.worker is not None and holder_is_dead(job.worker))
+        )
+        if job.state != JobState.QUEUED and not orphaned:
+            return None
+        if job.attempts_used >= max_attempts:
+            _fail_exhausted(session, job, max_attempts, now)
+            return None
+        row = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == job.state, Job.attempt == job.attempt)
+            .values(**claim_values(now, worker, lease_seconds))
+            .returning(Job.attempt)
+        ).first()
+        if row is None:
+            return None
+        return Claim(job.id, row.attempt, job.variant, job.seed, job.lr, job.steps, job.log_every, job.device)
+
+
+def claim_values(now: dt.datetime, worker: str, lease_seconds: float) -> dict[str, object]:
+    """What a claim writes: running, the next attempt (the new fencing token), a fresh lease."""
+    return {
+        "state": JobState.RUNNING,
+        "attempt": Job.attempt + 1,
+        "lease_expires_at": now + dt.timedelta(seconds=lease_seconds),
+        "started_at": now,
+        "worker": worker,
+        "error": None,
+    }
+
+
+def _fail_exhausted(session: Session, job: Job, max_attempts: int, now: dt.datetime) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.attempt == job.attempt, Job.state == job.state)
+        .values(
+            state=JobState.FAILED,
+            finished_at=now,
+            error=out_of_attempts_error(max_attempts),
+        )
+    )

@@ -1,0 +1,43 @@
+"""Reading a job's state without the write lock, to skip messages of jobs with nothing to claim."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from xorjobs.store.clock import utcnow
+from xorjobs.store.engine import read_session
+from xorjobs.store.tables import Job, JobState
+
+
+@dataclass(frozen=True)
+class JobPeek:
+    """A job's state as read without the write lock (it may change before a claim; the claim decides)."""
+
+    variant: str
+    device: str
+    state: str
+    lease_expires_at: dt.datetime | None
+    worker: str | None
+
+    def claimable(self, holder_is_dead: Callable[[str], bool]) -> bool:
+        if self.state == JobState.QUEUED:
+            return True
+        if self.state != JobState.RUNNING:
+            return False
+        expired = self.lease_expires_at is not None and self.lease_expires_at < utcnow()
+        return expired or (self.worker is not None and holder_is_dead(self.worker))
+
+
+def peek_job(url: str, job_id: str) -> JobPeek | None:
+    """Read a job's kind and state (None when the store has no such job)."""
+    with read_session(url) as session:
+        row = session.execute(
+            select(Job.variant, Job.device, Job.state, Job.lease_expires_at, Job.worker).where(
+                Job.id == job_id
+            )
+        ).first()
+    return None if row is None else JobPeek(*row)

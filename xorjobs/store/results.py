@@ -1,0 +1,124 @@
+"""The end of an attempt: its result stored (succeeded), its error (failed), or the job handed back.
+
+Each is one short write transaction fenced on the attempt, all or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy.orm import Session
+
+from xorjobs.defaults import clip_error
+from xorjobs.store.clock import utcnow
+from xorjobs.store.costs import cost_rows, upsert_cost_rows
+from xorjobs.store.engine import write_session
+from xorjobs.store.floats import encode_float, json_safe
+from xorjobs.store.leases import renew_in_transaction
+from xorjobs.store.tables import Job, JobState
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The finished record a worker stores (plain values; ``models`` stays out of the store)."""
+
+    unwritten_costs: Sequence[tuple[int, float]]
+    """Logged costs not yet written by progress updates (all of them for a short job)."""
+    final_cost: float | None
+    """The cost at the last logged step."""
+    hypothesis: Sequence[float]
+    predicted: Sequence[float]
+    accuracy: float
+    device_name: str
+    cpu_capability: str
+    torch_version: str
+
+
+def write_results_in_transaction(session: Session, results: Sequence[tuple[str, int, Outcome]]) -> None:
+    """Inside the caller's transaction, which has fenced every ``(job id, attempt)``: the remaining
+    costs, the results and state succeeded, for any number of jobs in two statements."""
+    rows: list[dict[str, object]] = []
+    for job_id, attempt, outcome in results:
+        rows += cost_rows(job_id, attempt, outcome.unwritten_costs)
+    upsert_cost_rows(session, rows)
+    if not results:
+        return
+    jobs = Job.__table__
+    assert isinstance(jobs, Table)
+    now = utcnow()
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == bindparam("match_id"), jobs.c.attempt == bindparam("match_attempt"))
+        .values(
+            state=JobState.SUCCEEDED,
+            finished_at=now,
+            lease_expires_at=None,
+            final_cost=bindparam("new_final_cost"),
+            final_cost_kind=bindparam("new_final_cost_kind"),
+            hypothesis_json=bindparam("new_hypothesis_json"),
+            predicted_json=bindparam("new_predicted_json"),
+            accuracy=bindparam("new_accuracy"),
+            device_name=bindparam("new_device_name"),
+            cpu_capability=bindparam("new_cpu_capability"),
+            torch_version=bindparam("new_torch_version"),
+        )
+    )
+    parameters = []
+    for job_id, attempt, outcome in results:
+        final_value, final_kind = (
+            encode_float(outcome.final_cost) if outcome.final_cost is not None else (None, None)
+        )
+        parameters.append(
+            {
+                "match_id": job_id,
+                "match_attempt": attempt,
+                "new_final_cost": final_value,
+                "new_final_cost_kind": None if final_kind is None else int(final_kind),
+                "new_hypothesis_json": json.dumps(json_safe(list(outcome.hypothesis))),
+                "new_predicted_json": json.dumps(json_safe(list(outcome.predicted))),
+                "new_accuracy": outcome.accuracy,
+                "new_device_name": outcome.device_name,
+                "new_cpu_capability": outcome.cpu_capability,
+                "new_torch_version": outcome.torch_version,
+            }
+        )
+    session.connection().execute(statement, parameters)
+
+
+def write_result_in_transaction(session: Session, job_id: str, attempt: int, outcome: Outcome) -> None:
+    """Inside the caller's (fenced) transaction: the remaining costs, the result, state succeeded."""
+    write_results_in_transaction(session, [(job_id, attempt, outcome)])
+
+
+def finish_job(url: str, job_id: str, attempt: int, outcome: Outcome) -> None:
+    """Write the remaining costs and the result, and mark the job succeeded: all or nothing."""
+    with write_session(url) as session:
+        renew_in_transaction(session, job_id, attempt, lease_seconds=0)
+        write_result_in_transaction(session, job_id, attempt, outcome)
+
+
+def fail_job(url: str, job_id: str, attempt: int, error: str) -> bool:
+    """Mark this attempt's job failed with the error text; False when the attempt was fenced off."""
+    with write_session(url) as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempt == attempt, Job.state == JobState.RUNNING)
+            .values(
+                state=JobState.FAILED, finished_at=utcnow(), lease_expires_at=None, error=clip_error(error)
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_job(url: str, job_id: str, attempt: int) -> bool:
+    """Give a running job back to the queue at once (a clean stop, e.g. Ctrl-C during ``run``)."""
+    with write_session(url) as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempt == attempt, Job.state == JobState.RUNNING)
+            .values(state=JobState.QUEUED, lease_expires_at=None, published_at=None)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
