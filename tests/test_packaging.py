@@ -7,6 +7,7 @@ Flower service) imported whatever ``./worker`` folder the current directory held
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import sysconfig
@@ -208,3 +209,61 @@ def test_the_flower_command_ignores_a_worker_folder_in_the_current_directory(
         assert "unrelated ./worker" not in flower.log()
     finally:
         flower.stop()
+
+
+CLIENT_ONLY = """
+import sys
+
+# What `pip install xorjobs` lacks: every extra's packages (README, "Install").
+BLOCKED = {"sqlalchemy", "alembic", "psycopg", "celery", "kombu", "redis", "fastapi", "starlette",
+           "uvicorn", "matplotlib", "torch", "numpy"}
+
+
+class BlockExtras:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, BlockExtras())
+"""
+
+
+def test_the_base_install_is_a_working_http_client(tmp_path: Path, redis_url: str) -> None:
+    """Without any extra, the CLI submits and reports through the API; in-process commands name the extra."""
+    from tests.services import XORJOBS, start_api
+
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(CLIENT_ONLY)
+    server_env = clean_env(
+        XORJOBS_HOME=str(tmp_path / "server"),
+        XORJOBS_DATABASE_URL=f"sqlite:///{tmp_path / 'server.db'}",
+        XORJOBS_BROKER_URL=redis_url,
+    )
+    subprocess.run([XORJOBS, "db", "upgrade"], env=server_env, check=True, capture_output=True)
+    api, url = start_api(server_env, tmp_path)
+    client = clean_env(PYTHONPATH=str(blocker), XORJOBS_HOME=str(tmp_path / "client"), XORJOBS_API_URL=url)
+    try:
+        submitted = subprocess.run(
+            [XORJOBS, "submit", "--variant", "nn", "--steps", "50", "--json"],
+            env=client,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        sweeps = subprocess.run(
+            [XORJOBS, "sweeps", "--json"], env=client, capture_output=True, text=True, cwd=tmp_path
+        )
+        assert sweeps.returncode == 0, sweeps.stderr
+        sweep_id = json.loads(submitted.stdout)["sweep_id"]
+        assert sweep_id in {sweep["sweep_id"] for sweep in json.loads(sweeps.stdout)["sweeps"]}
+    finally:
+        api.stop()
+    in_process = {key: value for key, value in client.items() if key != "XORJOBS_API_URL"}
+    status = subprocess.run([XORJOBS, "status"], env=in_process, capture_output=True, text=True, cwd=tmp_path)
+    assert status.returncode == 2, status.stderr
+    assert "pip install 'xorjobs[all]'" in status.stderr and "Traceback" not in status.stderr
+    assert len(status.stderr.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ from rich.markup import escape
 import xorjobs
 from xorjobs.cli import render
 from xorjobs.cli.backends import Backend, backend_for
+from xorjobs.cli.extras import missing_extra_message
 from xorjobs.cli.sweep_options import Device, LogEvery, Lrs, Name, Seeds, Steps, Variants, build_spec
 from xorjobs.cli.waiting import wait_for_sweep
 from xorjobs.defaults import DEFAULT_STEPS
@@ -167,7 +168,7 @@ def status(
     result = backend.status(sweep_id)
     title = f"sweep {result['sweep_id']}" + (f" ({result['name']})" if result.get("name") else "")
     if watch and not as_json and render.stdout.is_terminal:
-        from xorjobs.cli.analysis_commands import watch_status
+        from xorjobs.cli.watch import watch_status
 
         watch_status(
             lambda: backend.status(result["sweep_id"]),
@@ -209,7 +210,8 @@ def results(
     """
     if by is not None or threshold is not None:
         from xorjobs import analysis
-        from xorjobs.cli.analysis_commands import parse_threshold, print_summary
+        from xorjobs.cli.grouped_tables import print_summary
+        from xorjobs.cli.options import parse_threshold
         from xorjobs.errors import InvalidSpec
 
         if by is None:
@@ -269,10 +271,19 @@ def retry(
     render.stdout.print(f"re-queued {len(result['retried'])} job(s)")
 
 
-from xorjobs.cli import analysis_commands, services  # noqa: E402  (registers worker, api and db)
+from xorjobs.cli import (  # noqa: E402  (each module registers its commands)
+    compare_command,
+    export_command,
+    housekeeping_commands,
+    plot_command,
+    services,
+)
 
 services.register(app)
-analysis_commands.register(app)  # compare, export, plot, delete, prune (issue 5)
+compare_command.register(app)
+export_command.register(app)
+plot_command.register(app)
+housekeeping_commands.register(app)  # delete, prune
 
 
 def main() -> None:
@@ -282,6 +293,12 @@ def main() -> None:
     except XorjobsError as error:
         render.stderr.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(error.exit_code)
+    except ModuleNotFoundError as error:
+        message = missing_extra_message(error)
+        if message is None:
+            raise
+        render.stderr.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         render.stderr.print("interrupted")
         sys.exit(130)
