@@ -24,9 +24,13 @@ from collections.abc import Sequence
 
 import torch
 
+from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_STEPS
 from xorjobs.models.data import xor_data
+from xorjobs.models.engine import PackProgressCallback
 from xorjobs.models.initial_weights import backprop_init, sequential_init
 from xorjobs.models.networks import LAYER_WIDTHS
+from xorjobs.models.pack_loop import check_jobs, run_pack
+from xorjobs.models.result import TrainResult
 
 Tensor = torch.Tensor
 
@@ -201,7 +205,7 @@ class GraphedPack:
         self._step_graph.replay()
 
 
-def batched_engine(
+def batched_pack(
     variant: str, seeds: Sequence[int], lrs: Sequence[float], device: torch.device, graphs: bool | None = None
 ) -> BatchedPack | GraphedPack:
     """The batched pack for ``device``, graphed on CUDA unless ``graphs`` says otherwise."""
@@ -209,3 +213,47 @@ def batched_engine(
     if graphs if graphs is not None else device.type == "cuda":
         return GraphedPack(pack)
     return pack
+
+
+class BatchedEngine:
+    """The ``Engine`` that packs on a GPU (or, for tests, the CPU) as plain batched maths.
+
+    ``graphs`` chooses CUDA-graph replay (``None``: on CUDA) or eager steps, which compute the same.
+    """
+
+    name = "batched"
+    packs = True
+
+    def __init__(self, graphs: bool | None = None) -> None:
+        self.graphs = graphs
+
+    def self_check(self, variant: str, device: str, steps: int) -> bool:
+        """Whether ``device`` is a CUDA device that is there: this engine promises no bit-exact numbers,
+        and on the CPU the exact engine is the one to pack with."""
+        return torch.device(device).type == "cuda" and torch.cuda.is_available()
+
+    def train(
+        self,
+        variant: str,
+        seeds: Sequence[int],
+        lrs: Sequence[float],
+        *,
+        steps: int = DEFAULT_STEPS,
+        log_every: int = DEFAULT_LOG_EVERY,
+        device: str = "cpu",
+        on_progress: PackProgressCallback | None = None,
+        progress_interval_s: float = 2.0,
+    ) -> list[TrainResult]:
+        check_jobs(variant, seeds, lrs)
+        torch_device = torch.device(device)
+        return run_pack(
+            lambda: batched_pack(variant, seeds, lrs, torch_device, graphs=self.graphs),
+            variant,
+            len(seeds),
+            steps,
+            log_every,
+            torch_device,
+            on_progress,
+            progress_interval_s,
+            single_threaded=False,
+        )

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from xorjobs.models.blas_orders import BIAS, Node, Tree, leaves
+from xorjobs.models.kernel_paths import Emit
 
 Tensor = torch.Tensor
-Emit = Callable[..., None]
 Scratch = Callable[..., Tensor]  # scratch(name, *shape) -> a buffer reused from step to step
 
 

@@ -31,6 +31,7 @@ import torch
 
 from xorjobs.models import train
 from xorjobs.models.packed import train_packed
+from xorjobs.models.packed_batched import BatchedEngine
 
 STEPS = int(os.environ.get("GPU_CHECK_STEPS", "10001"))  # fewer only for a dry run without a GPU
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda")  # "cpu" only for a dry run of this script
@@ -79,20 +80,14 @@ def timed(fn: Any) -> tuple[float, Any]:
 
 
 def trainer_figures(variant: str) -> dict[str, Any]:
-    from xorjobs.models import packed, packed_batched
-
     jobs = [(seed, lr) for seed in range(250) for lr in LRS]
     seeds, lrs = [s for s, _ in jobs], [lr for _, lr in jobs]
     train_packed(variant, seeds[:8], lrs[:8], steps=20, device=DEVICE)  # CUDA context and kernels warm
     row: dict[str, Any] = {"variant": variant}
     wall, gpu_all = timed(lambda: train_packed(variant, seeds, lrs, steps=STEPS, device=DEVICE))
     row["cuda_graphs_1000_jobs_per_s"] = len(jobs) / wall
-    eager = packed_batched.batched_engine
-    packed.batched_engine = lambda *a, **k: eager(*a, graphs=False)  # type: ignore[assignment]
-    try:
-        wall, _ = timed(lambda: train_packed(variant, seeds, lrs, steps=STEPS, device=DEVICE))
-    finally:
-        packed.batched_engine = eager
+    eager = BatchedEngine(graphs=False)
+    wall, _ = timed(lambda: train_packed(variant, seeds, lrs, steps=STEPS, device=DEVICE, engine=eager))
     row["cuda_eager_1000_jobs_per_s"] = len(jobs) / wall
     big_seeds = list(range(10_000 if DEVICE == "cuda" else 100))
     big_lrs = [LRS[i % 4] for i in big_seeds]

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import xorjobs.models.packed as packed
+import xorjobs.models.packed_exact as packed_exact
 from xorjobs.models import TrainResult, train
 from xorjobs.models.backprop import initial_params
-from xorjobs.models.blas_orders import BIAS, Node, Tree
+from xorjobs.models.blas_orders import BIAS, Node, Tree, measure
 from xorjobs.models.initial_weights import backprop_init, sequential_init
 from xorjobs.models.networks import LAYER_WIDTHS, build_sequential
 from xorjobs.models.packed import PackedMemberError, packing_is_exact, same_result, train_packed
@@ -222,13 +222,13 @@ def test_packing_is_exact_is_false_off_the_cpu() -> None:
 def test_packing_is_exact_detects_a_vector_sigmoid(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Send every sigmoid through the vectorised (SLEEF) path, including the elements the solo kernel
     leaves to its scalar tail: a few elements round differently, and the check must notice."""
-    monkeypatch.setattr(packed, "_vector_chunk", lambda: 8)
+    monkeypatch.setattr(packed_exact, "vector_chunk", lambda: 8)
     assert not packing_is_exact(variant)
 
 
 def test_packing_is_exact_detects_a_reordered_sum(monkeypatch: pytest.MonkeyPatch) -> None:
     """Sum the K = 10 forward dot products in plain order, unfused, instead of the measured order."""
-    measured = packed.measure
+    measured = measure
 
     def sequential_forward(name: str, m: int, k: int, n: int, bias: bool) -> dict[tuple[int, int], Tree]:
         trees = measured(name, m, k, n, bias)
@@ -239,11 +239,11 @@ def test_packing_is_exact_detects_a_reordered_sum(monkeypatch: pytest.MonkeyPatc
             tree = Node(tree, leaf)
         return {element: Node(tree, BIAS) for element in trees}
 
-    monkeypatch.setattr(packed, "measure", sequential_forward)
+    monkeypatch.setattr(packed_exact, "measure", sequential_forward)
     assert not packing_is_exact("wide_deep")
 
 
 def test_packing_is_exact_detects_a_different_exp(monkeypatch: pytest.MonkeyPatch) -> None:
     """The backprop script's sigmoid replaced by torch.sigmoid (SLEEF/glibc instead of VML exp)."""
-    monkeypatch.setattr(packed, "sigmoid", torch.sigmoid)
+    monkeypatch.setattr(packed_exact, "sigmoid", torch.sigmoid)
     assert not packing_is_exact("backprop")

@@ -9,14 +9,14 @@ wrong formula, which is off by far more.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import pytest
 import torch
 
-from xorjobs.models import packed, packed_batched, train
+from xorjobs.models import train
 from xorjobs.models.packed import PackedMemberError, train_packed
+from xorjobs.models.packed_batched import BatchedEngine
 
 VARIANTS = ("nn", "wide_deep", "backprop")
 SEEDS = [0, 1, 777, 2**31 - 1, 12345]
@@ -57,13 +57,12 @@ def test_exact_engine_refuses_other_devices() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run by scripts/gpu_check.sh)")
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_cuda_graphs_replay_the_eager_batched_steps(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_graphs_replay_the_eager_batched_steps(variant: str) -> None:
     """The CUDA-graph replay must compute what the same batched ops compute eagerly on the GPU."""
     graphed = train_packed(variant, SEEDS, LRS, steps=500, log_every=10, device="cuda")
-    monkeypatch.setattr(
-        packed, "batched_engine", functools.partial(packed_batched.batched_engine, graphs=False)
+    plain = train_packed(
+        variant, SEEDS, LRS, steps=500, log_every=10, device="cuda", engine=BatchedEngine(graphs=False)
     )
-    plain = train_packed(variant, SEEDS, LRS, steps=500, log_every=10, device="cuda")
     for a, b in zip(graphed, plain, strict=True):
         assert a.costs == b.costs
         assert a.hypothesis == b.hypothesis

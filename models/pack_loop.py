@@ -1,0 +1,133 @@
+"""The training loop every pack engine shares: steps, NaN checks, cost logging and the results.
+
+A pack engine supplies a ``StepPack`` (J jobs' parameters and one training step for all of them);
+``run_pack`` drives it exactly as ``models.train`` drives one model: a forward pass, the cost at logged
+steps, the update, and a last forward pass under ``no_grad`` for the final hypothesis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from xorjobs.defaults import VARIANTS
+from xorjobs.models.cost_log import PackedCostLog
+from xorjobs.models.data import xor_data
+from xorjobs.models.engine import PackedMemberError, PackProgressCallback
+from xorjobs.models.kernel_paths import sum4
+from xorjobs.models.result import TrainResult
+from xorjobs.models.threads import one_thread
+from xorjobs.models.train import describe_device
+
+Tensor = torch.Tensor
+
+
+class StepPack(Protocol):
+    """J jobs of one variant, trained a step at a time (one class per engine and kind of variant)."""
+
+    def forward(self) -> list[Tensor]:
+        """Every layer's activations for all jobs: what ``model(x)`` computes for each."""
+        ...
+
+    def hypothesis(self, acts: list[Tensor]) -> Tensor:
+        """The model's output ``(4, J)`` in ``acts``."""
+        ...
+
+    def costs(self, acts: list[Tensor], alive: Tensor) -> Tensor:
+        """The ``(J,)`` costs of ``acts`` (members not ``alive`` may get any value)."""
+        ...
+
+    def step(self, acts: list[Tensor]) -> None:
+        """The backward pass and the update for every job (``acts``: this step's ``forward()``)."""
+        ...
+
+
+def check_jobs(variant: str, seeds: Sequence[int], lrs: Sequence[float]) -> None:
+    """The argument checks every engine makes first."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    if len(seeds) != len(lrs):
+        raise ValueError(f"{len(seeds)} seeds but {len(lrs)} learning rates")
+
+
+def run_pack(
+    make_pack: Callable[[], StepPack],
+    variant: str,
+    jobs: int,
+    steps: int,
+    log_every: int,
+    device: torch.device,
+    on_progress: PackProgressCallback | None,
+    progress_interval_s: float,
+    *,
+    single_threaded: bool,
+) -> list[TrainResult]:
+    """Train the ``jobs`` members of ``make_pack()`` (built inside the loop's thread setting).
+
+    A member whose solo run would raise (NaN hypothesis in an ``nn``/``wide_deep`` run) is reported by
+    ``PackedMemberError`` after the others finish.
+    """
+    if log_every < 1:
+        raise ValueError("log_every must be at least 1")
+    if not jobs:
+        return []
+    log = PackedCostLog(jobs, on_progress, progress_interval_s)
+    failed = torch.zeros(jobs, dtype=torch.bool, device=device)
+    with one_thread() if single_threaded else contextlib.nullcontext(), torch.no_grad():
+        pack = make_pack()
+        can_fail = variant != "backprop"  # only BCELoss checks its input; the script's cost just goes NaN
+        for step in range(steps):
+            acts = pack.forward()
+            logged = step % log_every == 0
+            if can_fail and (logged or step == steps - 1):
+                # A NaN hypothesis makes the last bias NaN for good, so every later step's hypothesis is
+                # NaN too: checking at logged steps (and the last one) finds each failure before any
+                # cost its solo run would not have logged.
+                failed |= torch.isnan(pack.hypothesis(acts)).any(0)
+            if logged:
+                alive = ~failed
+                log.log(step, pack.costs(acts, alive), alive)
+            pack.step(acts)
+        final = pack.hypothesis(pack.forward()).cpu()  # (4, J)
+        failed = failed.cpu()
+    y = xor_data(torch.device("cpu"))[1][:, 0:1]
+    predicted = (final > 0.5).float()
+    # The mean of four 0/1 values: exact in any order.
+    accuracy = sum4((predicted == y).float(), out=torch.empty(jobs)) / 4
+    log.flush()
+    device_name, cpu_capability = describe_device(device)
+    hypotheses, labels, accuracies = final.t().tolist(), predicted.t().tolist(), accuracy.tolist()
+    results: list[TrainResult | None] = []
+    errors: dict[int, RuntimeError] = {}
+    for job in range(jobs):
+        if failed[job]:
+            errors[job] = _solo_error(final[:, job])
+            results.append(None)
+            continue
+        results.append(
+            TrainResult(
+                costs=log.costs[job],
+                hypothesis=hypotheses[job],
+                predicted=labels[job],
+                accuracy=accuracies[job],
+                device_name=device_name,
+                cpu_capability=cpu_capability,
+            )
+        )
+    if errors:
+        raise PackedMemberError(errors, results, {job: log.costs[job] for job in errors})
+    return [r for r in results if r is not None]
+
+
+def _solo_error(hypothesis: Tensor) -> RuntimeError:
+    """The exception ``BCELoss`` raises in the solo run for this NaN hypothesis."""
+    y = xor_data(torch.device("cpu"))[1]
+    try:
+        F.binary_cross_entropy(hypothesis.reshape(4, 1), y)
+    except RuntimeError as error:
+        return error
+    return RuntimeError("hypothesis outside [0, 1]")  # pragma: no cover - BCELoss always raises on NaN
