@@ -27,7 +27,7 @@ from tests.test_analysis import TOKEN, run_main, write_known_sweep
 from xorjobs.api.deps import SESSION_COOKIE
 from xorjobs.api.main import create_app
 from xorjobs.cli import render
-from xorjobs.cli.analysis_commands import watch_status
+from xorjobs.cli.watch import watch_status
 from xorjobs.settings import Settings
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
