@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,12 +27,16 @@ _AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # The API never migrates: it refuses to start (exit 4, naming `xorjobs db upgrade`) unless the store
+    # is at the head revision (issue 10, section 2).
+    service = Service(settings).ready_to_serve()
     app = FastAPI(
         title="xorjobs",
         version=xorjobs.__version__,
         summary="Queued training jobs for the XOR multi-layer-perceptron experiments",
+        lifespan=_watching_queues(service),
     )
-    app.state.service = Service(settings).ready()
+    app.state.service = service
     app.include_router(health.router)
     protected = [Depends(require_token)]
     app.include_router(sweeps.router, dependencies=protected, responses=_AUTH_RESPONSES)
@@ -41,6 +48,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodySizeLimit)
     return app
+
+
+def _watching_queues(service: Service) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """While the API runs, a background thread keeps the answer to "which queues do live workers
+    consume?" fresh, so a submit reads it instead of waiting for a broadcast (issue 10, section 3)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.queue_watch.start()
+        try:
+            yield
+        finally:
+            service.queue_watch.stop()
+
+    return lifespan
 
 
 async def _xorjobs_error(request: Request, error: Exception) -> JSONResponse:

@@ -152,9 +152,22 @@ class ServiceProcess:
         self._log.close()
 
 
+def upgrade_store(env: dict[str, str]) -> str:
+    """What the compose `migrate` service does before the API and workers start (they never migrate):
+    bring the store that ``env`` names to the head revision; returns its URL."""
+    from xorjobs.settings import Settings
+    from xorjobs.store.schema import upgrade
+
+    home = Path(env.get("XORJOBS_HOME", ".xorjobs"))
+    url = Settings(home=home, database_url=env.get("XORJOBS_DATABASE_URL")).resolved_database_url
+    upgrade(url)
+    return url
+
+
 def start_worker(
     env: dict[str, str], tmp_path: Path, name: str = "worker", queue: str = "cpu", concurrency: int = 1
 ) -> ServiceProcess:
+    upgrade_store(env)
     worker = ServiceProcess(
         [XORJOBS, "worker", "--queue", queue, "--concurrency", str(concurrency)],
         env,
@@ -165,6 +178,7 @@ def start_worker(
 
 
 def start_api(env: dict[str, str], tmp_path: Path) -> tuple[ServiceProcess, str]:
+    upgrade_store(env)
     port = free_port()
     api = ServiceProcess([XORJOBS, "api", "--port", str(port)], env, tmp_path / "api.log")
     api.wait_for_log("Application startup complete", timeout=60)

@@ -36,7 +36,7 @@ from xorjobs.store.engine import get_engine, write_session
 from xorjobs.store.export import export_text
 from xorjobs.store.floats import encode_float, json_safe
 from xorjobs.store.results import Outcome, fail_job, finish_job
-from xorjobs.store.schema import ensure_schema
+from xorjobs.store.schema import ensure_schema, upgrade
 from xorjobs.store.sweeps import create_sweep
 from xorjobs.store.tables import Cost
 
@@ -450,6 +450,7 @@ def test_exporting_a_10000_job_sweep_is_one_streamed_query(database_url: str) ->
 
 
 def test_the_api_never_imports_matplotlib_until_it_draws(tmp_path: Path) -> None:
+    upgrade(Settings(home=tmp_path).resolved_database_url)
     code = (
         "import sys; from fastapi.testclient import TestClient; from api.main import create_app; "
         "from xorjobs.settings import Settings; "

@@ -14,6 +14,7 @@ from tests.test_spec import BAD_SPECS
 from xorjobs.api.main import create_app
 from xorjobs.settings import Settings
 from xorjobs.store.engine import read_session
+from xorjobs.store.schema import upgrade
 from xorjobs.store.tables import Job, Sweep
 
 TOKEN = "s3cret-token"
@@ -22,7 +23,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def api_settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", api_token=TOKEN)
+    settings = Settings(home=tmp_path / "home", api_token=TOKEN)
+    upgrade(settings.resolved_database_url)  # the API never migrates: `xorjobs db upgrade` comes first
+    return settings
 
 
 @pytest.fixture
@@ -47,6 +50,7 @@ def test_health_needs_no_token_and_reports_each_part(client: TestClient) -> None
 
 def test_health_names_the_broker_when_it_is_down(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "h", broker_url="redis://127.0.0.1:1/0")
+    upgrade(settings.resolved_database_url)
     with TestClient(create_app(settings)) as client:
         response = client.get("/health")
     assert response.status_code == 503
@@ -169,6 +173,7 @@ def test_the_api_process_never_imports_torch(tmp_path: Path) -> None:
     import subprocess
     import sys
 
+    upgrade(Settings(home=tmp_path).resolved_database_url)
     code = (
         "import sys; from fastapi.testclient import TestClient; from api.main import create_app; "
         "from xorjobs.settings import Settings; "

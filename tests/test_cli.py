@@ -93,6 +93,7 @@ def test_bad_input_through_the_real_executable_exits_2(tmp_path: Path) -> None:
 
 
 def test_unknown_sweep_exits_3(tmp_path: Path) -> None:
+    assert run_cli(["db", "upgrade"], tmp_path).returncode == 0  # a store, so the id is what is unknown
     result = run_cli(["status", "sw-nope"], tmp_path)
     assert result.returncode == 3 and "no sweep sw-nope" in result.stderr
 

@@ -38,6 +38,7 @@ from xorjobs.settings import Settings
 from xorjobs.spec import validate_spec
 from xorjobs.store import queries
 from xorjobs.store.engine import read_session
+from xorjobs.store.schema import upgrade
 from xorjobs.store.tables import Cost, Job
 
 FAST_TIMINGS = {
@@ -77,6 +78,7 @@ class Cluster:
         self.settings = Settings(
             home=tmp_path / "home", database_url=database_url, broker_url=broker_url, max_attempts=3
         )
+        upgrade(database_url)  # as `xorjobs db upgrade` would, before any worker starts
         self.service = Service(self.settings).ready()
         self.workers: list[ServiceProcess] = []
 
@@ -464,6 +466,7 @@ def test_racing_submits_with_one_idempotency_key_create_one_sweep(
 ) -> None:
     settings = Settings(home=tmp_path / "home", database_url=database_url, broker_url=private_redis[0])
     spec = validate_spec({"variants": ["nn"], "seeds": [1, 2, 3], "steps": 10})
+    upgrade(database_url)
     barrier = threading.Barrier(4)
     sweep_ids: list[str] = []
 

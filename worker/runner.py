@@ -19,7 +19,6 @@ from xorjobs.store.costs import record_costs
 from xorjobs.store.packs import claim_companions
 from xorjobs.store.peeks import peek_job
 from xorjobs.store.results import Outcome, fail_job, finish_job
-from xorjobs.store.schema import ensure_schema
 from xorjobs.worker.faults import fault_point
 from xorjobs.worker.liveness import holder_is_dead
 from xorjobs.worker.packing import packing_available
@@ -63,7 +62,6 @@ class _ProgressWriter:
 def run_job(job_id: str, worker_name: str, settings: Settings) -> RunOutcome:
     """Run one job to a terminal state (or find it needs nothing). Raises UnknownJob for a foreign id."""
     url = settings.resolved_database_url
-    ensure_schema(url)
     # The packing self-check (a few seconds, once per process and variant) runs before the claim, so
     # it never eats into a claimed job's lease.
     peek = peek_job(url, job_id)

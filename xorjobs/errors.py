@@ -66,3 +66,19 @@ class NoCuda(XorjobsError):
 
     exit_code = 2
     http_status = 422
+
+
+class NoStore(XorjobsError):
+    """There is no xorjobs store at the configured URL (no SQLite file, or a database without the schema).
+
+    Reads report it instead of creating one: a read never writes (issue 10, section 2)."""
+
+    exit_code = 3
+    http_status = 503
+
+
+class StoreNotAtHead(XorjobsError):
+    """The store's schema is not the revision this xorjobs needs; only ``xorjobs db upgrade`` migrates it."""
+
+    exit_code = 4
+    http_status = 503

@@ -14,11 +14,12 @@ from xorjobs import analysis
 from xorjobs.analysis import DEFAULT_THRESHOLD
 from xorjobs.export_formats import ExportFormat
 from xorjobs.queue import make_celery, publish
+from xorjobs.queue_watch import QueueWatch
 from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec
 from xorjobs.store import control, housekeeping, queries
 from xorjobs.store.export import curves_by_job, export_text
-from xorjobs.store.schema import ensure_schema
+from xorjobs.store.schema import check_readable, check_servable, ensure_schema
 from xorjobs.store.sweeps import mark_published
 from xorjobs.submit import submit_sweep
 
@@ -27,21 +28,55 @@ if TYPE_CHECKING:
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    """One store and one broker, as the API and the CLI's in-process mode use them.
+
+    The store is checked on first use, never migrated (issue 10, section 2): a read on a store that does
+    not exist raises NoStore and creates nothing. ``creates_embedded_store`` is for the CLI's own
+    in-process mode: its submits (``xorjobs run``, ``xorjobs submit``) create or upgrade the embedded
+    default store, the SQLite file in XORJOBS_HOME, which no server shares.
+    """
+
+    def __init__(self, settings: Settings, *, creates_embedded_store: bool = False) -> None:
         self.settings = settings
         self.url = settings.resolved_database_url
+        self.creates_embedded_store = creates_embedded_store
+        self._store_checked = False
 
     @cached_property
     def celery(self) -> Celery:
         return make_celery(self.settings)
 
-    def ready(self) -> Service:
-        ensure_schema(self.url)
+    @cached_property
+    def queue_watch(self) -> QueueWatch:
+        return QueueWatch(self.celery)
+
+    def ready(self, *, submitting: bool = False) -> Service:
+        """Check now that the store is at head (``submitting``: create the embedded store if it owns it)."""
+        self._store(submitting=submitting)
         return self
 
+    def ready_to_serve(self) -> Service:
+        """For the API at start: refuse (exit 4, naming ``xorjobs db upgrade``) unless the store is at
+        head. A server never creates or migrates its store."""
+        check_servable(self.url)
+        self._store_checked = True
+        return self
+
+    def _store(self, submitting: bool = False) -> str:
+        """The store's URL, once it has been checked (or, for an embedded submit, created)."""
+        if not self._store_checked:
+            embedded = self.settings.database_url is None
+            if submitting and embedded and self.creates_embedded_store:
+                ensure_schema(self.url)
+            else:
+                check_readable(self.url, _how_to_create(embedded))
+            self._store_checked = True
+        return self.url
+
     def submit(self, spec: SweepSpec, idempotency_key: str | None = None) -> dict[str, Any]:
-        submission = submit_sweep(self.url, self.celery, spec, idempotency_key)
-        status = queries.sweep_status(self.url, submission.sweep.sweep_id)
+        url = self._store(submitting=True)
+        submission = submit_sweep(url, self.celery, spec, idempotency_key)
+        status = queries.sweep_status(url, submission.sweep.sweep_id)
         warnings = []
         if submission.unpublished:
             warnings.append(
@@ -60,39 +95,42 @@ class Service:
 
     def submit_without_worker_check(self, spec: SweepSpec) -> dict[str, Any]:
         """Submit for a caller that consumes the queue itself (``xorjobs run``)."""
-        submission = submit_sweep(self.url, self.celery, spec)
+        submission = submit_sweep(self._store(submitting=True), self.celery, spec)
         return {"sweep_id": submission.sweep.sweep_id, "jobs": [job.job_id for job in submission.sweep.jobs]}
 
-    def queue_has_worker(self, queue: str, timeout: float = 0.5) -> bool:
-        """Ask the workers (a broadcast) whether any consumes ``queue``."""
-        try:
-            replies = self.celery.control.inspect(timeout=timeout).active_queues() or {}
-        except Exception:
-            return False
-        return any(entry.get("name") == queue for queues in replies.values() for entry in queues)
+    def queue_has_worker(self, queue: str) -> bool:
+        """Whether a live worker consumes ``queue``, as last asked (off the submit path: see QueueWatch)."""
+        return self.queue_watch.serves(queue)
 
     def sweeps(self, limit: int = 100) -> dict[str, Any]:
-        return {"sweeps": queries.list_sweeps(self.url, limit)}
+        url = self._store()
+        return {"sweeps": queries.list_sweeps(url, limit)}
 
     def status(self, sweep_id: str | None) -> dict[str, Any]:
-        return queries.sweep_status(self.url, sweep_id or queries.latest_sweep_id(self.url))
+        url = self._store()
+        return queries.sweep_status(url, sweep_id or queries.latest_sweep_id(url))
 
     def results(self, sweep_id: str | None) -> dict[str, Any]:
-        return queries.sweep_results(self.url, sweep_id or queries.latest_sweep_id(self.url))
+        url = self._store()
+        return queries.sweep_results(url, sweep_id or queries.latest_sweep_id(url))
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return queries.job_detail(self.url, job_id)
+        url = self._store()
+        return queries.job_detail(url, job_id)
 
     def costs(self, job_id: str) -> dict[str, Any]:
-        return {"job_id": job_id, "costs": queries.job_costs(self.url, job_id)}
+        url = self._store()
+        return {"job_id": job_id, "costs": queries.job_costs(url, job_id)}
 
     def cancel(self, sweep_or_job_id: str) -> dict[str, Any]:
-        return {"cancelled": control.cancel(self.url, sweep_or_job_id)}
+        url = self._store()
+        return {"cancelled": control.cancel(url, sweep_or_job_id)}
 
     def retry(self, sweep_id: str, failed_only: bool) -> dict[str, Any]:
-        jobs = control.retry(self.url, sweep_id, failed_only)
+        url = self._store()
+        jobs = control.retry(url, sweep_id, failed_only)
         published = publish(self.celery, jobs) if jobs else []
-        mark_published(self.url, published)
+        mark_published(url, published)
         return {"retried": [job.job_id for job in jobs]}
 
     # --- issue 5: what a sweep found, exports, plots, housekeeping --------------------------------
@@ -101,21 +139,24 @@ class Service:
         self, sweep_id: str | None, by: list[str], threshold: float = DEFAULT_THRESHOLD
     ) -> dict[str, Any]:
         """Per group of ``by``: counts, solve rate with its Wilson interval, final costs, convergence."""
-        sweep_id = sweep_id or queries.latest_sweep_id(self.url)
-        jobs = queries.sweep_status(self.url, sweep_id)["jobs"]
-        return analysis.summarize(sweep_id, jobs, curves_by_job(self.url, sweep_id), by, threshold)
+        url = self._store()
+        sweep_id = sweep_id or queries.latest_sweep_id(url)
+        jobs = queries.sweep_status(url, sweep_id)["jobs"]
+        return analysis.summarize(sweep_id, jobs, curves_by_job(url, sweep_id), by, threshold)
 
     def export_costs(self, sweep_id: str | None, export_format: ExportFormat) -> Iterator[str]:
         """Every cost of the sweep as CSV or JSON-lines text chunks, streamed from one query."""
-        return export_text(self.url, sweep_id or queries.latest_sweep_id(self.url), export_format)
+        url = self._store()
+        return export_text(url, sweep_id or queries.latest_sweep_id(url), export_format)
 
     def sweep_figure(self, sweep_id: str | None, by: list[str], threshold: float | None = None) -> Figure:
         """The sweep's cost-curve Figure, drawn from the store (``sweep_plot`` renders it as PNG)."""
+        url = self._store()
         from xorjobs import plots
 
-        sweep_id = sweep_id or queries.latest_sweep_id(self.url)
-        jobs = queries.sweep_status(self.url, sweep_id)["jobs"]
-        return plots.sweep_figure(sweep_id, jobs, curves_by_job(self.url, sweep_id), by, threshold)
+        sweep_id = sweep_id or queries.latest_sweep_id(url)
+        jobs = queries.sweep_status(url, sweep_id)["jobs"]
+        return plots.sweep_figure(sweep_id, jobs, curves_by_job(url, sweep_id), by, threshold)
 
     def sweep_plot(self, sweep_id: str | None, by: list[str], threshold: float | None = None) -> bytes:
         from xorjobs import plots
@@ -123,9 +164,10 @@ class Service:
         return plots.png_bytes(self.sweep_figure(sweep_id, by, threshold))
 
     def job_figure(self, job_id: str) -> Figure:
+        url = self._store()
         from xorjobs import plots
 
-        return plots.job_figure(queries.job_detail(self.url, job_id), queries.job_costs(self.url, job_id))
+        return plots.job_figure(queries.job_detail(url, job_id), queries.job_costs(url, job_id))
 
     def job_plot(self, job_id: str) -> bytes:
         from xorjobs import plots
@@ -133,9 +175,21 @@ class Service:
         return plots.png_bytes(self.job_figure(job_id))
 
     def delete_sweep(self, sweep_id: str, cancel_active: bool = False) -> dict[str, Any]:
-        return {"deleted": [housekeeping.delete_sweep(self.url, sweep_id, cancel_active).as_dict()]}
+        url = self._store()
+        return {"deleted": [housekeeping.delete_sweep(url, sweep_id, cancel_active).as_dict()]}
 
     def prune(self, older_than_seconds: float, dry_run: bool) -> dict[str, Any]:
         """Delete the finished sweeps that ended more than ``older_than_seconds`` ago (or list them)."""
-        deleted = housekeeping.prune_sweeps(self.url, dt.timedelta(seconds=older_than_seconds), dry_run)
+        url = self._store()
+        deleted = housekeeping.prune_sweeps(url, dt.timedelta(seconds=older_than_seconds), dry_run)
         return {"dry_run": dry_run, "deleted": [sweep.as_dict() for sweep in deleted]}
+
+
+def _how_to_create(embedded: bool) -> str:
+    """What creates the store a read did not find, for its one-line error."""
+    if embedded:
+        return (
+            "`xorjobs submit` or `xorjobs run` creates it here "
+            "(or set XORJOBS_DATABASE_URL or XORJOBS_API_URL)"
+        )
+    return "`xorjobs db upgrade` creates it"

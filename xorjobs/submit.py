@@ -9,7 +9,6 @@ from celery import Celery
 from xorjobs.errors import Unreachable
 from xorjobs.queue import publish
 from xorjobs.spec import SweepSpec
-from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import CreatedSweep, create_sweep, mark_published
 
 
@@ -25,8 +24,8 @@ def submit_sweep(url: str, app: Celery, spec: SweepSpec, idempotency_key: str | 
 
     The commit comes first, so a message never names a job the store does not have, and a failed
     publish loses nothing: the job waits, visibly unpublished, until a worker's reconciler sends it.
+    The store must already be at head (``Service`` checks it; this never migrates).
     """
-    ensure_schema(url)
     sweep = create_sweep(url, spec, idempotency_key)
     if not sweep.created:
         return Submission(sweep, unpublished=0)

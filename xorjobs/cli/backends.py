@@ -165,10 +165,14 @@ def _detail(response: httpx2.Response) -> str:
 
 
 def backend_for(settings: Settings) -> Backend:
-    """HTTP when ``XORJOBS_API_URL`` is set; otherwise in-process, through the same service code."""
+    """HTTP when ``XORJOBS_API_URL`` is set; otherwise in-process, through the same service code.
+
+    In-process, the store is checked by each command when it first touches it: a read on a missing store
+    says so and creates nothing, and only ``submit`` creates the embedded default store (issue 10, §2).
+    """
     if settings.api_url:
         return HttpBackend(settings.api_url, settings.api_token)
     # Imported here: the store and Celery take ~0.5 s to import, which an HTTP client never needs.
     from xorjobs.service import Service
 
-    return Service(settings).ready()
+    return Service(settings, creates_embedded_store=True)

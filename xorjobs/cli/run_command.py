@@ -38,7 +38,9 @@ def _run_in_process(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
 
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise NoCuda("--device: cuda was asked for, and this machine has no usable CUDA device")
-    service = Service(settings).ready()
+    # The embedded default store is this user's own: created (or upgraded) here when it is not at head,
+    # before the resync below reads it. A store named by XORJOBS_DATABASE_URL is only checked.
+    service = Service(settings, creates_embedded_store=True).ready(submitting=True)
     service.celery = celery_app  # the worker's app: the task is registered on it
     if settings.embedded_queue:
         resync_embedded_queue(settings, celery_app)

@@ -28,7 +28,8 @@ db_app = typer.Typer(help="The store's schema (Alembic migrations).", no_args_is
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or upgrade the store's schema to the newest revision."""
+    """Create or upgrade the store's schema to the newest revision (the one command that migrates a
+    server store; the API and the workers refuse to start until it has run)."""
     from xorjobs.store.engine import describe
     from xorjobs.store.schema import current_revision, upgrade
 
@@ -64,9 +65,10 @@ def worker(
     if concurrency is None:
         concurrency = 1 if queue is Queue.GPU else (os.cpu_count() or 1)
     from xorjobs.store.engine import describe
-    from xorjobs.store.schema import ensure_schema
+    from xorjobs.store.schema import check_servable
 
-    ensure_schema(settings.resolved_database_url)
+    # Workers never migrate (several start at once, on many machines): `xorjobs db upgrade` does, first.
+    check_servable(settings.resolved_database_url)
     from xorjobs.worker.celery_app import app as celery_app
 
     if settings.embedded_queue:
