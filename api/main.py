@@ -14,15 +14,11 @@ import xorjobs
 from xorjobs.api.deps import require_token
 from xorjobs.api.limits import BodySizeLimit
 from xorjobs.api.responses import SafeJSONResponse
-from xorjobs.api.routes import analysis, dashboard, health, jobs, sweeps
+from xorjobs.api.routes import dashboard, health, jobs, sweeps
+from xorjobs.api.schemas import PROTECTED_RESPONSES
 from xorjobs.errors import Unauthorized, XorjobsError
 from xorjobs.service import Service
 from xorjobs.settings import Settings, get_settings
-
-_AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing or wrong bearer token (when XORJOBS_API_TOKEN is set)"},
-    422: {"description": "Invalid input; the body names the field"},
-}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,9 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     app.include_router(health.router)
     protected = [Depends(require_token)]
-    app.include_router(sweeps.router, dependencies=protected, responses=_AUTH_RESPONSES)
-    app.include_router(jobs.router, dependencies=protected, responses=_AUTH_RESPONSES)
-    app.include_router(analysis.router, dependencies=protected, responses=_AUTH_RESPONSES)
+    app.include_router(sweeps.router, dependencies=protected, responses=PROTECTED_RESPONSES)
+    app.include_router(jobs.router, dependencies=protected, responses=PROTECTED_RESPONSES)
     app.include_router(dashboard.router)  # its pages redirect to /login themselves (a browser gets no 401)
     app.add_exception_handler(XorjobsError, _xorjobs_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from xorjobs.api.deps import ServiceDep
-from xorjobs.api.responses import SafeJSONResponse
+from xorjobs.api.schemas import Health
 from xorjobs.store.engine import get_engine
 
 router = APIRouter(tags=["health"])
@@ -34,11 +34,15 @@ def _broker_ok(service: Any) -> bool:
 
 @router.get(
     "/health",
-    responses={503: {"description": "A part is down; the body names it"}},
+    responses={503: {"model": Health, "description": "A part is down; the body names it"}},
     summary="Health of the API, its store and its broker",
 )
-def health(service: ServiceDep) -> SafeJSONResponse:
-    parts = {"database": _database_ok(service), "broker": _broker_ok(service)}
-    body = {"status": "ok" if all(parts.values()) else "unavailable"}
-    body.update({name: "ok" if ok else "unreachable" for name, ok in parts.items()})
-    return SafeJSONResponse(body, status_code=200 if all(parts.values()) else 503)
+def health(service: ServiceDep, response: Response) -> Health:
+    database, broker = _database_ok(service), _broker_ok(service)
+    if not (database and broker):
+        response.status_code = 503
+    return Health(
+        status="ok" if database and broker else "unavailable",
+        database="ok" if database else "unreachable",
+        broker="ok" if broker else "unreachable",
+    )

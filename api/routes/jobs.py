@@ -1,25 +1,36 @@
-"""Jobs: one job's record (error text included), its logged costs, cancel."""
+"""Jobs: one job's record (error text included), its logged costs, its cost-curve plot, cancel."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from xorjobs.api.deps import ServiceDep
-from xorjobs.api.responses import SafeJSONResponse
+from xorjobs.api.schemas import NO_JOB, PLOT_HEADERS, PNG_RESPONSE, Cancelled, Job, JobCosts, reply
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses={404: {"description": "No such job"}})
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=NO_JOB)
 
 
 @router.get("/{job_id}", summary="One job's record")
-def show_job(job_id: str, service: ServiceDep) -> SafeJSONResponse:
-    return SafeJSONResponse(service.job(job_id))
+def show_job(job_id: str, service: ServiceDep) -> Job:
+    return reply(Job, service.job(job_id))
 
 
 @router.get("/{job_id}/costs", summary="One job's logged costs as [step, cost] pairs")
-def job_costs(job_id: str, service: ServiceDep) -> SafeJSONResponse:
-    return SafeJSONResponse(service.costs(job_id))
+def job_costs(job_id: str, service: ServiceDep) -> JobCosts:
+    return reply(JobCosts, service.costs(job_id))
+
+
+@router.get(
+    "/{job_id}/plot.png",
+    summary="One job's cost curve (log scale)",
+    response_class=Response,
+    responses=PNG_RESPONSE,
+)
+def job_plot(job_id: str, service: ServiceDep) -> Response:
+    # A plain ``def``: FastAPI draws it in its thread pool, off the event loop.
+    return Response(service.job_plot(job_id), media_type="image/png", headers=PLOT_HEADERS)
 
 
 @router.post("/{job_id}/cancel", summary="Cancel one job")
-def cancel_job(job_id: str, service: ServiceDep) -> SafeJSONResponse:
-    return SafeJSONResponse(service.cancel(job_id))
+def cancel_job(job_id: str, service: ServiceDep) -> Cancelled:
+    return reply(Cancelled, service.cancel(job_id))

@@ -1,13 +1,43 @@
-"""Sweeps: create (one job per combination), list, show with counts, results, cancel, retry."""
+"""Sweeps: create (one job per combination), list, show with counts, results, cancel, retry, delete,
+prune; and what a sweep found: the grouped summary, the cost export, the cost-curve plot.
+
+What a sweep found is part of this router, not a module of its own: the package has one router per
+resource, and the summary, the export and the plot are read-only views of one sweep
+(``/sweeps/{id}/...``), as ``results`` is. Their logic lives in ``xorjobs.analysis``, ``xorjobs.plots`` and
+``xorjobs.store.export``, so each route here stays a line or two.
+
+Every route calls the same ``Service`` method as the CLI's in-process mode, so both print the same
+numbers. The plot and the export are plain ``def`` routes: FastAPI runs them in its thread pool, so
+drawing or streaming a large sweep never blocks the event loop.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import StreamingResponse
 
+from xorjobs.analysis import DEFAULT_THRESHOLD, GROUP_FIELDS, check_threshold, parse_by
 from xorjobs.api.deps import ServiceDep
-from xorjobs.api.responses import SafeJSONResponse
+from xorjobs.api.schemas import (
+    NO_SWEEP,
+    PLOT_HEADERS,
+    PNG_RESPONSE,
+    Cancelled,
+    Deleted,
+    Pruned,
+    Retried,
+    Submitted,
+    Summary,
+    SweepList,
+    SweepResults,
+    SweepStatus,
+    error_responses,
+    reply,
+    text_response,
+)
+from xorjobs.export_formats import MEDIA_TYPES, ExportFormat
 from xorjobs.spec import SweepSpec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -19,59 +49,142 @@ IdempotencyKey = Annotated[
         description="Submitting again with the same key returns the first sweep instead of a new one",
     ),
 ]
+By = Annotated[
+    str | None,
+    Query(
+        description=f"Comma-separated fields to group by: any of {', '.join(GROUP_FIELDS)}", max_length=100
+    ),
+]
+Threshold = Annotated[
+    float,
+    Query(gt=0, allow_inf_nan=False, description="A job converged at its first step with cost below this"),
+]
 
 
 @router.post(
     "",
     status_code=201,
-    responses={200: {"description": "The sweep submitted earlier with this Idempotency-Key"}},
+    responses={
+        200: {"model": Submitted, "description": "The sweep submitted earlier with this Idempotency-Key"},
+        **error_responses({413: "The body is larger than 1 MiB"}),
+    },
     summary="Submit a sweep: variant × seed × lr, one job per combination",
 )
 def create_sweep(
-    spec: SweepSpec, service: ServiceDep, idempotency_key: IdempotencyKey = None
-) -> SafeJSONResponse:
-    result = service.submit(spec, idempotency_key)
-    return SafeJSONResponse(result, status_code=201 if result["created"] else 200)
+    spec: SweepSpec, service: ServiceDep, response: Response, idempotency_key: IdempotencyKey = None
+) -> Submitted:
+    result = reply(Submitted, service.submit(spec, idempotency_key))
+    if not result.created:
+        response.status_code = 200
+    return result
 
 
 @router.get("", summary="The sweeps, newest first, with their state counts")
-def list_sweeps(service: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> SafeJSONResponse:
-    return SafeJSONResponse(service.sweeps(limit))
+def list_sweeps(service: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> SweepList:
+    return reply(SweepList, service.sweeps(limit))
 
 
-@router.get(
+@router.post(
+    "/prune",
+    summary="Delete the finished sweeps that ended longer ago than older_than_seconds",
+)
+def prune_sweeps(
+    service: ServiceDep,
+    older_than_seconds: Annotated[float, Query(ge=0, allow_inf_nan=False, le=100 * 365 * 86400)],
+    dry_run: Annotated[bool, Query(description="Only list what would be deleted")] = False,
+) -> Pruned:
+    return reply(Pruned, service.prune(older_than_seconds, dry_run))
+
+
+@router.get("/{sweep_id}", summary="A sweep's state counts and jobs", responses=NO_SWEEP)
+def show_sweep(sweep_id: str, service: ServiceDep) -> SweepStatus:
+    return reply(SweepStatus, service.status(sweep_id))
+
+
+@router.delete(
     "/{sweep_id}",
-    summary="A sweep's state counts and jobs",
-    responses={404: {"description": "No such sweep"}},
+    summary="Delete a sweep with its jobs and their costs",
+    responses={**NO_SWEEP, **error_responses({409: "Jobs are queued or running (pass cancel=true)"})},
 )
-def show_sweep(sweep_id: str, service: ServiceDep) -> SafeJSONResponse:
-    return SafeJSONResponse(service.status(sweep_id))
+def delete_sweep(
+    sweep_id: str,
+    service: ServiceDep,
+    cancel: Annotated[
+        bool, Query(description="Cancel queued and running jobs first instead of refusing")
+    ] = False,
+) -> Deleted:
+    return reply(Deleted, service.delete_sweep(sweep_id, cancel))
+
+
+@router.get("/{sweep_id}/results", summary="Every job's result with its logged costs", responses=NO_SWEEP)
+def sweep_results(sweep_id: str, service: ServiceDep) -> SweepResults:
+    return reply(SweepResults, service.results(sweep_id))
+
+
+@router.post("/{sweep_id}/cancel", summary="Cancel the sweep's queued and running jobs", responses=NO_SWEEP)
+def cancel_sweep(sweep_id: str, service: ServiceDep) -> Cancelled:
+    return reply(Cancelled, service.cancel(sweep_id))
+
+
+@router.post("/{sweep_id}/retry", summary="Re-queue the jobs that did not succeed", responses=NO_SWEEP)
+def retry_sweep(sweep_id: str, service: ServiceDep, failed_only: Annotated[bool, Query()] = False) -> Retried:
+    return reply(Retried, service.retry(sweep_id, failed_only))
+
+
+# --- what a sweep found ----------------------------------------------------------------------------
 
 
 @router.get(
-    "/{sweep_id}/results",
-    summary="Every job's result with its logged costs",
-    responses={404: {"description": "No such sweep"}},
+    "/{sweep_id}/summary",
+    summary="Per group: counts, solve rate with a 95% Wilson interval, final costs, steps to converge",
+    responses=NO_SWEEP,
+    # A group carries only the fields it was grouped by: the others are left out, not null.
+    response_model_exclude_unset=True,
 )
-def sweep_results(sweep_id: str, service: ServiceDep) -> SafeJSONResponse:
-    return SafeJSONResponse(service.results(sweep_id))
+def sweep_summary(
+    sweep_id: str, service: ServiceDep, by: By = None, threshold: Threshold = DEFAULT_THRESHOLD
+) -> Summary:
+    return reply(Summary, service.summary(sweep_id, parse_by(by), check_threshold(threshold)))
 
 
-@router.post(
-    "/{sweep_id}/cancel",
-    summary="Cancel the sweep's queued and running jobs",
-    responses={404: {"description": "No such sweep"}},
+def _export(sweep_id: str, service: ServiceDep, export_format: ExportFormat) -> StreamingResponse:
+    chunks = service.export_costs(sweep_id, export_format)  # NotFound is raised here, before streaming
+    filename = f"{sweep_id}-costs.{export_format.value}"
+    return StreamingResponse(
+        chunks,
+        media_type=MEDIA_TYPES[export_format],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get(
+    "/{sweep_id}/costs.csv",
+    summary="Every logged cost of the sweep as CSV (job_id, variant, seed, lr, device, step, cost), streamed",
+    response_class=StreamingResponse,
+    responses={**NO_SWEEP, **text_response(MEDIA_TYPES[ExportFormat.CSV])},
 )
-def cancel_sweep(sweep_id: str, service: ServiceDep) -> SafeJSONResponse:
-    return SafeJSONResponse(service.cancel(sweep_id))
+def sweep_costs_csv(sweep_id: str, service: ServiceDep) -> StreamingResponse:
+    return _export(sweep_id, service, ExportFormat.CSV)
 
 
-@router.post(
-    "/{sweep_id}/retry",
-    summary="Re-queue the jobs that did not succeed",
-    responses={404: {"description": "No such sweep"}},
+@router.get(
+    "/{sweep_id}/costs.jsonl",
+    summary="Every logged cost of the sweep as JSON lines, streamed",
+    response_class=StreamingResponse,
+    responses={**NO_SWEEP, **text_response(MEDIA_TYPES[ExportFormat.JSONL])},
 )
-def retry_sweep(
-    sweep_id: str, service: ServiceDep, failed_only: Annotated[bool, Query()] = False
-) -> SafeJSONResponse:
-    return SafeJSONResponse(service.retry(sweep_id, failed_only))
+def sweep_costs_jsonl(sweep_id: str, service: ServiceDep) -> StreamingResponse:
+    return _export(sweep_id, service, ExportFormat.JSONL)
+
+
+@router.get(
+    "/{sweep_id}/plot.png",
+    summary="The sweep's cost curves: per group the median (log scale) with its interquartile band",
+    response_class=Response,
+    responses={**NO_SWEEP, **PNG_RESPONSE},
+)
+def sweep_plot(
+    sweep_id: str, service: ServiceDep, by: By = "variant", threshold: Threshold | None = None
+) -> Response:
+    png = service.sweep_plot(sweep_id, parse_by(by) if by else [], threshold)
+    return Response(png, media_type="image/png", headers=PLOT_HEADERS)
