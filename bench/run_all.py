@@ -32,8 +32,8 @@ from typing import Any
 import torch
 
 from bench.stack import running_stack
-from tests.seed_scripts import run_seed_script
 from xorjobs.store import queries
+from xorjobs.testing.seed_scripts import run_seed_script
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
 STEPS = 10001

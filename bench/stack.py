@@ -13,8 +13,16 @@ from pathlib import Path
 
 import psutil
 
-from tests.services import XORJOBS, ServiceProcess, clean_env, free_port, start_api, start_worker, wait_until
 from xorjobs.store import queries
+from xorjobs.testing.processes import (
+    XORJOBS,
+    ServiceProcess,
+    clean_env,
+    free_port,
+    start_api,
+    start_worker,
+    wait_until,
+)
 
 
 @dataclass

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci import require
 from tests.services import (
     REDIS_URL,
     flush_redis,
     fresh_postgres_database,
     postgres_available,
     redis_available,
-    require,
 )
 from xorjobs.queue import get_celery
 from xorjobs.settings import Settings, get_settings

@@ -1,38 +1,50 @@
 """Real services for tests: Redis, Postgres, and xorjobs processes (worker, API) started as users would.
 
-A missing service skips a test locally but fails it when ``CI`` is set, so CI can never pass by
-silently skipping what it was meant to test.
+A missing service skips a test locally but fails it when ``CI`` is set (the rule of ``tests/ci.py``),
+so CI can never pass by silently skipping what it was meant to test.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-import pytest
+# The processes themselves live in xorjobs.testing (bench/ and scripts/ start them too); tests import
+# them from here, beside the Redis and Postgres helpers.
+from xorjobs.testing.processes import (
+    XORJOBS,
+    ServiceProcess,
+    clean_env,
+    free_port,
+    start_api,
+    start_worker,
+    upgrade_store,
+    wait_until,
+)
 
-IN_CI = bool(os.environ.get("CI"))
+__all__ = [
+    "POSTGRES_SERVER_URL",
+    "REDIS_URL",
+    "XORJOBS",
+    "ServiceProcess",
+    "clean_env",
+    "flush_redis",
+    "free_port",
+    "fresh_postgres_database",
+    "postgres_available",
+    "redis_available",
+    "start_api",
+    "start_worker",
+    "upgrade_store",
+    "wait_until",
+]
+
 REDIS_URL = os.environ.get("XORJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_SERVER_URL = os.environ.get(
     "XORJOBS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-XORJOBS = str(Path(sys.executable).with_name("xorjobs"))
-
-
-def require(available: bool, what: str) -> None:
-    if not available:
-        if IN_CI:
-            pytest.fail(f"{what} is not available, and CI must test it")
-        pytest.skip(f"{what} is not available locally")
 
 
 def redis_available(url: str = REDIS_URL) -> bool:
@@ -85,101 +97,3 @@ def fresh_postgres_database() -> Iterator[str]:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(**overrides: str) -> dict[str, str]:
-    """The test process's environment without any XORJOBS_* setting, plus ``overrides``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("XORJOBS_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(overrides)
-    return env
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-class ServiceProcess:
-    """A long-running xorjobs command with its output in a log file; stopped politely, then killed."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
-        self.args = args
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        self.process = subprocess.Popen(
-            args, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 60) -> None:
-        def seen() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"{self.args} exited with {self.process.returncode}:\n{self.log()[-3000:]}"
-                )
-            return text in self.log()
-
-        wait_until(seen, timeout, f"{text!r} in the log of {' '.join(self.args)}")
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        with contextlib.suppress(ProcessLookupError):  # children left behind (a killed worker's pool)
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self._log.close()
-
-
-def upgrade_store(env: dict[str, str]) -> str:
-    """What the compose `migrate` service does before the API and workers start (they never migrate):
-    bring the store that ``env`` names to the head revision; returns its URL."""
-    from xorjobs.settings import Settings
-    from xorjobs.store.schema import upgrade
-
-    home = Path(env.get("XORJOBS_HOME", ".xorjobs"))
-    url = Settings(home=home, database_url=env.get("XORJOBS_DATABASE_URL")).resolved_database_url
-    upgrade(url)
-    return url
-
-
-def start_worker(
-    env: dict[str, str], tmp_path: Path, name: str = "worker", queue: str = "cpu", concurrency: int = 1
-) -> ServiceProcess:
-    upgrade_store(env)
-    worker = ServiceProcess(
-        [XORJOBS, "worker", "--queue", queue, "--concurrency", str(concurrency)],
-        env,
-        tmp_path / f"{name}.log",
-    )
-    worker.wait_for_log("ready.", timeout=90)
-    return worker
-
-
-def start_api(env: dict[str, str], tmp_path: Path) -> tuple[ServiceProcess, str]:
-    upgrade_store(env)
-    port = free_port()
-    api = ServiceProcess([XORJOBS, "api", "--port", str(port)], env, tmp_path / "api.log")
-    api.wait_for_log("Application startup complete", timeout=60)
-    return api, f"http://127.0.0.1:{port}"

@@ -34,11 +34,12 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.ci import unavailable
 from xorjobs.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,13 +66,6 @@ Json = dict[str, Any]
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip locally, fail under CI: there every tool comes from the dev extra and every server is started."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: a missing tool or server is a failure here)")
-    pytest.skip(reason)
 
 
 def compose_binary() -> Path:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.seed_scripts import run_seed_script
 from tests.services import XORJOBS, ServiceProcess, clean_env, wait_until
 from tests.test_end_to_end import check_job_against_the_seed_loop
 from xorjobs.store import queries
+from xorjobs.testing.seed_scripts import run_seed_script
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

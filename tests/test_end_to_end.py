@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.seed_scripts import run_seed_script
 from tests.services import XORJOBS, ServiceProcess, clean_env, start_api, start_worker, wait_until
 from tests.test_models_fidelity import same_bits
 from xorjobs.store import queries
+from xorjobs.testing.seed_scripts import run_seed_script
 
 TOKEN = "e2e-token"
 

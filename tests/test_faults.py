@@ -22,13 +22,13 @@ import psutil
 import pytest
 from sqlalchemy import select
 
+from tests.ci import require
 from tests.services import (
     XORJOBS,
     ServiceProcess,
     clean_env,
     free_port,
     redis_available,
-    require,
     start_worker,
     wait_until,
 )

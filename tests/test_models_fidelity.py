@@ -10,14 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.seed_scripts import run_seed_script
 from xorjobs.models import TrainResult, train
 from xorjobs.models.backprop import bce_cost, gradients, initial_params
 from xorjobs.models.data import xor_data
+from xorjobs.testing.seed_scripts import run_seed_script
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():  # CI clones beside shared/ as well; this covers a checkout elsewhere
-    REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference"  # where they came from: data/README.md
 
 
 def same_bits(a: float, b: float) -> bool:

@@ -3,12 +3,16 @@
 Only what a sweep varies is a parameter (seed, learning rate, steps, log interval); ``print(step,
 cost.item())`` collects into a list instead. The backprop script's ``torch.Tensor(2, 2)`` weights are
 uninitialised memory in the seed; issue 2 defines them (normal_ on the CPU after seeding, in the order
-w1, b1, w2, b2), and that is the only line changed.
+w1, b1, w2, b2), and that is the only line changed. The type hints are added; the defaults are the
+seed's own (so they are not read from ``xorjobs.defaults``: this is the yardstick, not the product).
 """
 
 from __future__ import annotations
 
 import torch
+
+SeedRun = tuple[list[tuple[int, float]], list[float], list[float], float]
+"""What a script printed (``(step, cost)`` pairs), then its final hypothesis, labels and accuracy."""
 
 
 def xor_nn(
@@ -17,7 +21,7 @@ def xor_nn(
     steps: int = 10001,
     log_every: int = 100,
     wide_deep: bool = False,
-):
+) -> SeedRun:
     device = "cpu"
     torch.manual_seed(seed)
     X = torch.FloatTensor([[0, 0], [0, 1], [1, 0], [1, 1]]).to(device)
@@ -38,7 +42,7 @@ def xor_nn(
         model = torch.nn.Sequential(linear1, sigmoid, linear2, sigmoid).to(device)
     criterion = torch.nn.BCELoss().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
-    printed = []
+    printed: list[tuple[int, float]] = []
     for step in range(steps):
         optimizer.zero_grad()
         hypothesis = model(X)
@@ -54,7 +58,9 @@ def xor_nn(
     return printed, hypothesis.reshape(-1).tolist(), predicted.reshape(-1).tolist(), accuracy.item()
 
 
-def xor_backprop(seed: int = 777, learning_rate: float = 1, steps: int = 10001, log_every: int = 100):
+def xor_backprop(
+    seed: int = 777, learning_rate: float = 1, steps: int = 10001, log_every: int = 100
+) -> SeedRun:
     device = "cpu"
     X = torch.FloatTensor([[0, 0], [0, 1], [1, 0], [1, 1]]).to(device)
     Y = torch.FloatTensor([[0], [1], [1], [0]]).to(device)
@@ -65,13 +71,13 @@ def xor_backprop(seed: int = 777, learning_rate: float = 1, steps: int = 10001, 
     w2 = torch.nn.init.normal_(torch.empty(2, 1)).to(device)
     b2 = torch.nn.init.normal_(torch.empty(1)).to(device)
 
-    def sigmoid(x):
+    def sigmoid(x: torch.Tensor) -> torch.Tensor:
         return 1.0 / (1.0 + torch.exp(-x))
 
-    def sigmoid_prime(x):
+    def sigmoid_prime(x: torch.Tensor) -> torch.Tensor:
         return sigmoid(x) * (1 - sigmoid(x))
 
-    printed = []
+    printed: list[tuple[int, float]] = []
     for step in range(steps):
         l1 = torch.add(torch.matmul(X, w1), b1)
         a1 = sigmoid(l1)
@@ -103,7 +109,9 @@ def xor_backprop(seed: int = 777, learning_rate: float = 1, steps: int = 10001, 
     return printed, hypothesis.reshape(-1).tolist(), predicted.reshape(-1).tolist(), accuracy.item()
 
 
-def run_seed_script(variant: str, seed: int, learning_rate: float, steps: int = 10001, log_every: int = 100):
+def run_seed_script(
+    variant: str, seed: int, learning_rate: float, steps: int = 10001, log_every: int = 100
+) -> SeedRun:
     if variant == "backprop":
         return xor_backprop(seed, learning_rate, steps, log_every)
     return xor_nn(seed, learning_rate, steps, log_every, wide_deep=variant == "wide_deep")
