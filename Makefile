@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint typecheck bench services clean
+.PHONY: install demo test test-all lint typecheck bench bench-submit services clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,6 +40,10 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	./scripts/ensure_services.sh
 	$(PY) -m bench.run_all
+
+## How long the API takes to handle a 3-job POST /sweeps, against the old broadcast-per-submit path.
+bench-submit: $(STAMP)
+	$(PY) -m bench.submit_latency
 
 services:
 	./scripts/ensure_services.sh
