@@ -7,17 +7,17 @@ newer state (the fencing-token pattern; reliability notes §0.2).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from xorjobs.defaults import out_of_attempts_error
 from xorjobs.errors import UnknownJob
-from xorjobs.store.clock import utcnow
+from xorjobs.store.clock import db_now, db_now_plus
 from xorjobs.store.engine import describe, write_session
+from xorjobs.store.retry import is_conflict_error, retrying
 from xorjobs.store.tables import Job, JobState
 
 
@@ -52,52 +52,72 @@ def claim_job(
     Returns None when there is nothing to do: the job is running elsewhere, finished, cancelled, or was
     failed here for having used up its attempts. Raises UnknownJob when the store has no such job.
     """
-    now = utcnow()
-    with write_session(url) as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise UnknownJob(
-                f"job {job_id} is not in the store {describe(url)} (is this worker on the right store?)"
-            )
-        orphaned = job.state == JobState.RUNNING and (
-            (job.lease_expires_at is not None and job.lease_expires_at < now)
-            or (job.worker is not None and holder_is_dead(job.worker))
+
+    def claim() -> Claim | None:
+        with write_session(url) as session:
+            return _claim(session, url, job_id, worker, lease_seconds, max_attempts, holder_is_dead)
+
+    return retrying(claim, what=f"claiming job {job_id}", retry_if=is_conflict_error)
+
+
+def _claim(
+    session: Session,
+    url: str,
+    job_id: str,
+    worker: str,
+    lease_seconds: float,
+    max_attempts: int,
+    holder_is_dead: Callable[[str], bool],
+) -> Claim | None:
+    # The lease is compared with the database's clock, in SQL: this worker's clock may be off.
+    found = session.execute(
+        select(Job, (Job.lease_expires_at < db_now()).label("lease_expired")).where(Job.id == job_id)
+    ).first()
+    if found is None:
+        raise UnknownJob(
+            f"job {job_id} is not in the store {describe(url)} (is this worker on the right store?)"
         )
-        if job.state != JobState.QUEUED and not orphaned:
+    job, lease_expired = found
+    if job.state not in (JobState.QUEUED, JobState.RUNNING):
+        return None
+    fence = [Job.id == job_id, Job.state == job.state, Job.attempt == job.attempt]
+    if job.state == JobState.RUNNING:
+        holder_dead = job.worker is not None and holder_is_dead(job.worker)
+        if not lease_expired and not holder_dead:
             return None
-        if job.attempts_used >= max_attempts:
-            _fail_exhausted(session, job, max_attempts, now)
-            return None
-        row = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == job.state, Job.attempt == job.attempt)
-            .values(**claim_values(now, worker, lease_seconds))
-            .returning(Job.attempt)
-        ).first()
-        if row is None:
-            return None
-        return Claim(job.id, row.attempt, job.variant, job.seed, job.lr, job.steps, job.log_every, job.device)
+        if not holder_dead:  # taken over for its lease only: the lease must still be out when we write
+            fence.append(Job.lease_expires_at < db_now())
+    if job.attempts_used >= max_attempts:
+        _fail_exhausted(session, job, max_attempts)
+        return None
+    row = session.execute(
+        update(Job).where(*fence).values(**claim_values(worker, lease_seconds)).returning(Job.attempt)
+    ).first()
+    if row is None:
+        return None
+    return Claim(job.id, row.attempt, job.variant, job.seed, job.lr, job.steps, job.log_every, job.device)
 
 
-def claim_values(now: dt.datetime, worker: str, lease_seconds: float) -> dict[str, object]:
-    """What a claim writes: running, the next attempt (the new fencing token), a fresh lease."""
+def claim_values(worker: str, lease_seconds: float) -> dict[str, object]:
+    """What a claim writes: running, the next attempt (the new fencing token), a fresh lease (on the
+    database's clock)."""
     return {
         "state": JobState.RUNNING,
         "attempt": Job.attempt + 1,
-        "lease_expires_at": now + dt.timedelta(seconds=lease_seconds),
-        "started_at": now,
+        "lease_expires_at": db_now_plus(lease_seconds),
+        "started_at": db_now(),
         "worker": worker,
         "error": None,
     }
 
 
-def _fail_exhausted(session: Session, job: Job, max_attempts: int, now: dt.datetime) -> None:
+def _fail_exhausted(session: Session, job: Job, max_attempts: int) -> None:
     session.execute(
         update(Job)
         .where(Job.id == job.id, Job.attempt == job.attempt, Job.state == job.state)
         .values(
             state=JobState.FAILED,
-            finished_at=now,
+            finished_at=db_now(),
             error=out_of_attempts_error(max_attempts),
         )
     )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from xorjobs.store.engine import write_session
 from xorjobs.store.floats import encode_float
 from xorjobs.store.leases import renew_in_transaction
+from xorjobs.store.retry import is_conflict_error, retrying
 from xorjobs.store.tables import Cost
 
 
@@ -56,6 +57,11 @@ def record_costs(
     url: str, job_id: str, attempt: int, costs: Sequence[tuple[int, float]], lease_seconds: float
 ) -> None:
     """Write a chunk of costs and renew the lease, in one transaction fenced on the attempt."""
-    with write_session(url) as session:
-        renew_in_transaction(session, job_id, attempt, lease_seconds)
-        upsert_costs_in_transaction(session, job_id, attempt, costs)
+    rows = cost_rows(job_id, attempt, costs)
+
+    def record() -> None:
+        with write_session(url) as session:
+            renew_in_transaction(session, job_id, attempt, lease_seconds)
+            upsert_cost_rows(session, rows)
+
+    retrying(record, what=f"writing the costs of job {job_id}", retry_if=is_conflict_error)

@@ -7,17 +7,19 @@ per pack, not per job). A member fenced off (cancelled, taken over) simply drops
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import select, tuple_, update
+from sqlalchemy.orm import Session
 
 from xorjobs.defaults import IDS_PER_STATEMENT, clip_error
 from xorjobs.store.claims import Claim, claim_values
-from xorjobs.store.clock import utcnow
+from xorjobs.store.clock import db_now, db_now_plus
 from xorjobs.store.costs import cost_rows, upsert_cost_rows
 from xorjobs.store.engine import write_session
 from xorjobs.store.results import Outcome, write_results_in_transaction
+from xorjobs.store.retry import is_conflict_error, retrying
+from xorjobs.store.row_locks import lock_job_rows
 from xorjobs.store.tables import Job, JobState
 
 
@@ -35,7 +37,16 @@ def claim_companions(
     """
     if limit <= 0:
         return []
-    now = utcnow()
+
+    def claim() -> list[Claim]:
+        return _claim_companions(url, leader, worker, lease_seconds, max_attempts, limit)
+
+    return retrying(claim, what="claiming a pack's companions", retry_if=is_conflict_error)
+
+
+def _claim_companions(
+    url: str, leader: Claim, worker: str, lease_seconds: float, max_attempts: int, limit: int
+) -> list[Claim]:
     with write_session(url) as session:
         candidates = (
             select(Job.id)
@@ -52,14 +63,15 @@ def claim_companions(
             .limit(limit)
         )
         if session.get_bind().dialect.name == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
+            # Skipping, not waiting: rows another worker is claiming are its; order is then moot.
+            candidates = candidates.with_for_update(key_share=True, skip_locked=True)
         ids = list(session.scalars(candidates))
         if not ids:
             return []
         rows = session.execute(
             update(Job)
             .where(Job.id.in_(ids), Job.state == JobState.QUEUED)
-            .values(**claim_values(now, worker, lease_seconds))
+            .values(**claim_values(worker, lease_seconds))
             .returning(Job.id, Job.attempt, Job.seed, Job.lr)
         ).all()
     order = {job_id: index for index, job_id in enumerate(ids)}
@@ -70,71 +82,86 @@ def claim_companions(
     return sorted(claims, key=lambda claim: order[claim.job_id])
 
 
-def _renew_members(session: object, claims: Sequence[Claim], lease_seconds: float) -> set[str]:
-    """Renew every still-owned member's lease in one statement; return the ids no longer owned.
+def _renew_members(session: Session, claims: Sequence[Claim], lease_seconds: float) -> set[str]:
+    """Renew every still-owned member's lease; return the ids no longer owned.
 
-    One UPDATE for the whole pack, not one per member: the heartbeat runs beside the training loop, in
-    the same process, and hundreds of small statements every beat took the GIL from it.
+    A few statements for the whole pack, not one per member: the heartbeat runs beside the training
+    loop, in the same process, and hundreds of small statements every beat took the GIL from it. The
+    rows are locked in id order first (``lock_job_rows``), the order every writer of many job rows
+    uses, so a heartbeat and a publisher marking the same rows cannot deadlock.
     """
-    from sqlalchemy.orm import Session
-
-    assert isinstance(session, Session)
     if not claims:
         return set()
-    expires = utcnow() + dt.timedelta(seconds=lease_seconds)
-    owned: set[str] = set()
-    for start in range(0, len(claims), IDS_PER_STATEMENT):
-        chunk = claims[start : start + IDS_PER_STATEMENT]
-        owned.update(
-            session.scalars(
-                update(Job)
-                .where(
-                    tuple_(Job.id, Job.attempt).in_([(claim.job_id, claim.attempt) for claim in chunk]),
-                    Job.state == JobState.RUNNING,
-                )
-                .values(lease_expires_at=expires)
-                .returning(Job.id)
-            ).all()
+    owned: list[str] = []
+    ordered = sorted(claims, key=lambda claim: claim.job_id)
+    for start in range(0, len(ordered), IDS_PER_STATEMENT):
+        chunk = ordered[start : start + IDS_PER_STATEMENT]
+        locked = lock_job_rows(
+            session,
+            tuple_(Job.id, Job.attempt).in_([(claim.job_id, claim.attempt) for claim in chunk]),
+            Job.state == JobState.RUNNING,
         )
-    return {claim.job_id for claim in claims} - owned
+        if locked:
+            session.execute(
+                update(Job).where(Job.id.in_(locked)).values(lease_expires_at=db_now_plus(lease_seconds))
+            )
+        owned += locked
+    return {claim.job_id for claim in claims} - set(owned)
 
 
 def renew_pack(url: str, claims: Sequence[Claim], lease_seconds: float) -> set[str]:
     """Heartbeat for a pack: one transaction; returns the members that were fenced off."""
-    with write_session(url) as session:
-        return _renew_members(session, claims, lease_seconds)
+
+    def renew() -> set[str]:
+        with write_session(url) as session:
+            return _renew_members(session, claims, lease_seconds)
+
+    return retrying(renew, what="renewing a pack's leases", retry_if=is_conflict_error)
 
 
 def record_pack_costs(
     url: str, costs: Mapping[Claim, Sequence[tuple[int, float]]], lease_seconds: float
 ) -> set[str]:
     """Write every owned member's new costs and renew its lease, in one transaction."""
-    with write_session(url) as session:
-        lost = _renew_members(session, list(costs), lease_seconds)
-        rows = [
-            row
-            for claim, chunk in costs.items()
-            if claim.job_id not in lost
-            for row in cost_rows(claim.job_id, claim.attempt, chunk)
-        ]
-        upsert_cost_rows(session, rows)
-        return lost
+    # Built before the transaction, so no row lock is held while Python turns floats into rows.
+    rows_of = {claim.job_id: cost_rows(claim.job_id, claim.attempt, chunk) for claim, chunk in costs.items()}
+
+    def record() -> set[str]:
+        with write_session(url) as session:
+            lost = _renew_members(session, list(costs), lease_seconds)
+            upsert_cost_rows(
+                session, [row for job_id, rows in rows_of.items() if job_id not in lost for row in rows]
+            )
+            return lost
+
+    return retrying(record, what="writing a pack's costs", retry_if=is_conflict_error)
 
 
 def finish_pack(url: str, outcomes: Mapping[Claim, Outcome], errors: Mapping[Claim, str]) -> set[str]:
-    """Store every member's result (or error) in one transaction; returns the members fenced off."""
-    now = utcnow()
-    with write_session(url) as session:
-        lost = _renew_members(session, [*outcomes, *errors], lease_seconds=0)
-        owned = [(claim, outcome) for claim, outcome in outcomes.items() if claim.job_id not in lost]
-        write_results_in_transaction(session, [(claim.job_id, claim.attempt, out) for claim, out in owned])
-        for claim, error in errors.items():
-            if claim.job_id not in lost:
-                session.execute(
-                    update(Job)
-                    .where(Job.id == claim.job_id, Job.attempt == claim.attempt)
-                    .values(
-                        state=JobState.FAILED, finished_at=now, lease_expires_at=None, error=clip_error(error)
+    """Store every member's result (or error) in one transaction; returns the members fenced off.
+
+    Retried when the database aborts it for a conflict (nothing of it was committed then).
+    """
+
+    def finish() -> set[str]:
+        with write_session(url) as session:
+            lost = _renew_members(session, [*outcomes, *errors], lease_seconds=0)
+            owned = [(claim, outcome) for claim, outcome in outcomes.items() if claim.job_id not in lost]
+            write_results_in_transaction(
+                session, [(claim.job_id, claim.attempt, out) for claim, out in owned]
+            )
+            for claim, error in errors.items():
+                if claim.job_id not in lost:
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == claim.job_id, Job.attempt == claim.attempt)
+                        .values(
+                            state=JobState.FAILED,
+                            finished_at=db_now(),
+                            lease_expires_at=None,
+                            error=clip_error(error),
+                        )
                     )
-                )
-        return lost
+            return lost
+
+    return retrying(finish, what="storing a pack's results", retry_if=is_conflict_error)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from xorjobs.store.clock import utcnow
+from xorjobs.store.clock import db_now
 from xorjobs.store.engine import read_session
 from xorjobs.store.tables import Job, JobState
 
@@ -20,7 +19,8 @@ class JobPeek:
     variant: str
     device: str
     state: str
-    lease_expires_at: dt.datetime | None
+    lease_expired: bool
+    """Read on the database's clock, like every lease comparison (this worker's clock may be off)."""
     worker: str | None
 
     def claimable(self, holder_is_dead: Callable[[str], bool]) -> bool:
@@ -28,16 +28,18 @@ class JobPeek:
             return True
         if self.state != JobState.RUNNING:
             return False
-        expired = self.lease_expires_at is not None and self.lease_expires_at < utcnow()
-        return expired or (self.worker is not None and holder_is_dead(self.worker))
+        return self.lease_expired or (self.worker is not None and holder_is_dead(self.worker))
 
 
 def peek_job(url: str, job_id: str) -> JobPeek | None:
     """Read a job's kind and state (None when the store has no such job)."""
     with read_session(url) as session:
         row = session.execute(
-            select(Job.variant, Job.device, Job.state, Job.lease_expires_at, Job.worker).where(
+            select(Job.variant, Job.device, Job.state, Job.lease_expires_at < db_now(), Job.worker).where(
                 Job.id == job_id
             )
         ).first()
-    return None if row is None else JobPeek(*row)
+    if row is None:
+        return None
+    variant, device, state, lease_expired, worker = row
+    return JobPeek(variant, device, state, bool(lease_expired), worker)

@@ -11,9 +11,11 @@ import datetime as dt
 
 from sqlalchemy import and_, or_, select, update
 
-from xorjobs.defaults import out_of_attempts_error
-from xorjobs.store.clock import utcnow
+from xorjobs.defaults import IDS_PER_STATEMENT, out_of_attempts_error
+from xorjobs.store.clock import db_now, utcnow
 from xorjobs.store.engine import write_session
+from xorjobs.store.retry import is_conflict_error, retrying
+from xorjobs.store.row_locks import lock_job_rows
 from xorjobs.store.sweeps import QueuedJob
 from xorjobs.store.tables import Job, JobState
 
@@ -23,29 +25,45 @@ def reap_expired_leases(url: str, max_attempts: int) -> tuple[list[QueuedJob], l
 
     Returns ``(requeued, failed_ids)``. The re-queued jobs have ``published_at`` NULL and must be
     published by the caller (``publish_pending`` does it).
+
+    The expiry is judged on the database's clock. On Postgres the rows are locked ``SKIP LOCKED``: a
+    row some transaction still holds (a partitioned worker's, say) is left for a later pass instead of
+    stalling this reaper, and everyone's, until that transaction ends (issue 14 §6).
     """
-    now = utcnow()
-    expired = and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now)
-    exhausted = Job.attempts_used >= max_attempts
-    with write_session(url) as session:
-        failed = session.scalars(
-            update(Job)
-            .where(expired, exhausted)
-            .values(
-                state=JobState.FAILED,
-                finished_at=now,
-                lease_expires_at=None,
-                error=out_of_attempts_error(max_attempts),
+
+    def reap() -> tuple[list[QueuedJob], list[str]]:
+        with write_session(url) as session:
+            expired = lock_job_rows(
+                session, Job.state == JobState.RUNNING, Job.lease_expires_at < db_now(), skip_locked=True
             )
-            .returning(Job.id)
-        ).all()
-        requeued = session.execute(
-            update(Job)
-            .where(expired, ~exhausted)
-            .values(state=JobState.QUEUED, lease_expires_at=None, published_at=None)
-            .returning(Job.id, Job.queue)
-        ).all()
-    return [QueuedJob(job_id, queue) for job_id, queue in requeued], list(failed)
+            failed: list[str] = []
+            requeued: list[QueuedJob] = []
+            for start in range(0, len(expired), IDS_PER_STATEMENT):
+                chunk = Job.id.in_(expired[start : start + IDS_PER_STATEMENT])
+                exhausted = Job.attempts_used >= max_attempts
+                failed += session.scalars(
+                    update(Job)
+                    .where(chunk, exhausted)
+                    .values(
+                        state=JobState.FAILED,
+                        finished_at=db_now(),
+                        lease_expires_at=None,
+                        error=out_of_attempts_error(max_attempts),
+                    )
+                    .returning(Job.id)
+                ).all()
+                requeued += [
+                    QueuedJob(job_id, queue)
+                    for job_id, queue in session.execute(
+                        update(Job)
+                        .where(chunk, ~exhausted)
+                        .values(state=JobState.QUEUED, lease_expires_at=None, published_at=None)
+                        .returning(Job.id, Job.queue)
+                    ).all()
+                ]
+            return requeued, failed
+
+    return retrying(reap, what="re-queueing expired leases", retry_if=is_conflict_error)
 
 
 def unpublished_jobs(url: str, older_than_seconds: float, limit: int = 10_000) -> list[QueuedJob]:

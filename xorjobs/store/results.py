@@ -13,11 +13,12 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from xorjobs.defaults import clip_error
-from xorjobs.store.clock import utcnow
+from xorjobs.store.clock import db_now
 from xorjobs.store.costs import cost_rows, upsert_cost_rows
 from xorjobs.store.engine import write_session
 from xorjobs.store.floats import encode_float, json_safe
 from xorjobs.store.leases import renew_in_transaction
+from xorjobs.store.retry import is_conflict_error, retrying
 from xorjobs.store.tables import Job, JobState
 
 
@@ -48,13 +49,12 @@ def write_results_in_transaction(session: Session, results: Sequence[tuple[str, 
         return
     jobs = Job.__table__
     assert isinstance(jobs, Table)
-    now = utcnow()
     statement = (
         update(jobs)
         .where(jobs.c.id == bindparam("match_id"), jobs.c.attempt == bindparam("match_attempt"))
         .values(
             state=JobState.SUCCEEDED,
-            finished_at=now,
+            finished_at=db_now(),
             lease_expires_at=None,
             final_cost=bindparam("new_final_cost"),
             final_cost_kind=bindparam("new_final_cost_kind"),
@@ -95,19 +95,29 @@ def write_result_in_transaction(session: Session, job_id: str, attempt: int, out
 
 def finish_job(url: str, job_id: str, attempt: int, outcome: Outcome) -> None:
     """Write the remaining costs and the result, and mark the job succeeded: all or nothing."""
-    with write_session(url) as session:
-        renew_in_transaction(session, job_id, attempt, lease_seconds=0)
-        write_result_in_transaction(session, job_id, attempt, outcome)
+
+    def finish() -> None:
+        with write_session(url) as session:
+            renew_in_transaction(session, job_id, attempt, lease_seconds=0)
+            write_result_in_transaction(session, job_id, attempt, outcome)
+
+    retrying(finish, what=f"storing the result of job {job_id}", retry_if=is_conflict_error)
 
 
 def fail_job(url: str, job_id: str, attempt: int, error: str) -> bool:
     """Mark this attempt's job failed with the error text; False when the attempt was fenced off."""
+    return retrying(
+        lambda: _fail(url, job_id, attempt, error), what=f"failing job {job_id}", retry_if=is_conflict_error
+    )
+
+
+def _fail(url: str, job_id: str, attempt: int, error: str) -> bool:
     with write_session(url) as session:
         result = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.attempt == attempt, Job.state == JobState.RUNNING)
             .values(
-                state=JobState.FAILED, finished_at=utcnow(), lease_expires_at=None, error=clip_error(error)
+                state=JobState.FAILED, finished_at=db_now(), lease_expires_at=None, error=clip_error(error)
             )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -40,6 +40,7 @@ _TRANSIENT_SQLSTATES = frozenset(
         "25P03",  # idle_in_transaction_session_timeout: the server ended a stalled transaction
     }
 )
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 # SQLite primary result codes as Python's sqlite3 names them (``sqlite_errorname``), and the messages of
 # older builds without that attribute.
 _TRANSIENT_SQLITE_NAMES = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_CANTOPEN"})
@@ -70,6 +71,22 @@ def is_transient_store_error(error: BaseException) -> bool:
         if isinstance(link, sa_exc.DBAPIError) and link.connection_invalidated:
             return True
         if _is_transient_driver_error(link):
+            return True
+    return False
+
+
+def is_conflict_error(error: BaseException) -> bool:
+    """True when the database rolled the transaction back to settle a conflict with another one
+    (deadlock, serialization failure, lock timeout; SQLite busy): nothing of it was committed, so
+    running it again is exact even when it is not idempotent."""
+    for link in _chain(error):
+        if isinstance(link, sqlite3.Error):
+            if getattr(link, "sqlite_errorname", "") in {"SQLITE_BUSY", "SQLITE_LOCKED"}:
+                return True
+            if "database is locked" in str(link).lower():
+                return True
+        sqlstate = getattr(link, "sqlstate", None)
+        if sqlstate in _CONFLICT_SQLSTATES:
             return True
     return False
 
@@ -122,6 +139,7 @@ def retrying(
     deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
     first_delay_seconds: float = 0.05,
     max_delay_seconds: float = 2.0,
+    retry_if: Callable[[BaseException], bool] = is_transient_store_error,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
@@ -130,7 +148,8 @@ def retrying(
     ``operation`` must be idempotent: a connection lost during COMMIT leaves unknown whether the first
     try committed, so the retry must be harmless either way. Raises the last error once
     ``deadline_seconds`` have passed, and any non-transient error at once. ``what`` names the operation
-    in the one warning line logged per retry.
+    in the one warning line logged per retry. ``retry_if`` narrows what is retried (the store's own
+    functions retry only ``is_conflict_error``, and leave a lost connection to their callers).
     """
     give_up_at = clock() + deadline_seconds
     delays = backoff_delays(first_delay_seconds, max_delay_seconds)
@@ -140,7 +159,7 @@ def retrying(
         try:
             return operation()
         except Exception as error:
-            if not is_transient_store_error(error):
+            if not retry_if(error):
                 raise
             delay = next(delays)
             if clock() + delay > give_up_at:

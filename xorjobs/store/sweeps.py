@@ -10,9 +10,11 @@ from sqlalchemy.exc import IntegrityError
 
 from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.spec import SweepSpec, expand
-from xorjobs.store.clock import utcnow
+from xorjobs.store.clock import db_now, utcnow
 from xorjobs.store.engine import read_session, write_session
 from xorjobs.store.ids import new_job_id, new_sweep_id
+from xorjobs.store.retry import is_conflict_error, retrying
+from xorjobs.store.row_locks import lock_job_rows
 from xorjobs.store.tables import Job, JobState, Sweep
 
 
@@ -99,13 +101,22 @@ def _sweep_by_key(url: str, key: str) -> CreatedSweep | None:
 
 
 def mark_published(url: str, job_ids: Sequence[str]) -> None:
-    """Record that the broker accepted these jobs' messages (the outbox is emptied)."""
+    """Record that the broker accepted these jobs' messages (the outbox is emptied).
+
+    The rows are locked in id order first, as every writer of many job rows does (``row_locks``), and a
+    conflict the database settles by aborting us is retried: idempotent, since only rows still
+    unpublished are touched.
+    """
     if not job_ids:
         return
-    now = utcnow()
-    with write_session(url) as session:
-        for chunk_start in range(0, len(job_ids), IDS_PER_STATEMENT):
-            chunk = list(job_ids[chunk_start : chunk_start + IDS_PER_STATEMENT])
-            session.execute(
-                update(Job).where(Job.id.in_(chunk), Job.published_at.is_(None)).values(published_at=now)
-            )
+    ordered = sorted(job_ids)
+
+    def mark() -> None:
+        with write_session(url) as session:
+            for chunk_start in range(0, len(ordered), IDS_PER_STATEMENT):
+                chunk = ordered[chunk_start : chunk_start + IDS_PER_STATEMENT]
+                locked = lock_job_rows(session, Job.id.in_(chunk), Job.published_at.is_(None))
+                if locked:
+                    session.execute(update(Job).where(Job.id.in_(locked)).values(published_at=db_now()))
+
+    retrying(mark, what="marking jobs published", retry_if=is_conflict_error)
