@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from xorjobs.api.schemas import ErrorDetail
 
 MAX_BODY_BYTES = 1 << 20
 """1 MiB: a maximal sweep (10,000 seeds as JSON) is about 200 KB."""
@@ -48,7 +49,7 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(send: Any, limit: int) -> None:
-    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
+    body = ErrorDetail(detail=f"request body larger than {limit} bytes").model_dump_json().encode()
     await send(
         {
             "type": "http.response.start",

@@ -12,13 +12,14 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import insert, update
 
+from xorjobs.analysis import GROUP_FIELDS
 from xorjobs.api import schemas
 from xorjobs.api.main import create_app
 from xorjobs.service import Service
@@ -110,11 +111,12 @@ def test_a_diverged_job_is_served_with_nan_and_inf_words_matching_its_models(
         ("backprop", 1),
         ("nn", 0),
     ]
-    for body, model in [
+    documented: list[tuple[Any, type[BaseModel]]] = [
         (job.json(), schemas.Job),
         (results, schemas.SweepResults),
         (summary, schemas.Summary),
-    ]:
+    ]
+    for body, model in documented:
         model.model_validate(body)
 
 
@@ -205,5 +207,6 @@ def test_a_bare_non_finite_number_is_refused_never_sent_as_null() -> None:
     }
 
 
-def test_the_counts_model_names_every_job_state() -> None:
+def test_the_models_name_every_job_state_and_group_field_of_their_one_home() -> None:
     assert list(schemas.StateCounts.model_fields) == [state.value for state in JobState]
+    assert get_args(schemas.GroupField) == GROUP_FIELDS == tuple(schemas.GroupKey.model_fields)

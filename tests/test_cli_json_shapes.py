@@ -47,7 +47,7 @@ def test_the_cli_prints_the_documented_shapes_and_the_api_s_values(tmp_path: Pat
     sweep_id = ran["sweep_id"]
     job_id = ran["jobs"][0]["id"]
     submitted = cli_json("submit", "--variant", "nn", "--steps", "50", "--name", "second")
-    printed = {
+    printed: dict[str, tuple[Any, type[BaseModel], str]] = {
         "run": (ran, fields_of(schemas.SweepResults, "sweep_id", "jobs"), f"/sweeps/{sweep_id}/results"),
         "status": (
             cli_json("status", sweep_id),
