@@ -28,11 +28,11 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from xorjobs.testing.processes import clean_env, free_port, start_worker
 from xorjobs.api.main import create_app
 from xorjobs.queue_watch import QueueWatch
 from xorjobs.service import Service
 from xorjobs.settings import Settings
+from xorjobs.testing.processes import clean_env, free_port, start_worker
 
 RESULTS = Path(__file__).resolve().parent / "results" / "submit_latency.json"
 SWEEP = {"variants": ["nn"], "seeds": [1, 2, 3], "steps": 10}  # 3 jobs; the worker trains them in ms
