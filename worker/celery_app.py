@@ -7,11 +7,10 @@ from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
-from xorjobs.queue import get_celery
-from xorjobs.settings import get_settings
+from xorjobs.queue import get_celery, settings_of
 from xorjobs.store.engine import dispose_engines
 from xorjobs.worker.packing import check_all_variants
-from xorjobs.worker.recovery import start_recovery_process
+from xorjobs.worker.recovery import RecoverySupervisor
 
 log = logging.getLogger(__name__)
 app = get_celery()
@@ -29,7 +28,7 @@ def preload_torch() -> None:
     import torch  # noqa: F401
 
 
-_recovery: list[Any] = []
+_recovery: list[RecoverySupervisor] = []
 
 
 def limit_torch_threads() -> None:
@@ -51,7 +50,7 @@ def _on_child_start(**_: Any) -> None:
 @worker_init.connect
 def _on_worker_init(**_: Any) -> None:
     preload_torch()
-    if get_settings().pack_size > 1:
+    if settings_of(app).pack_size > 1:
         check_all_variants()
     # Pool children are forked from this process: it must hold no database connection when they are
     # (a SQLite connection's lock state, or a Postgres socket, must never be shared across fork).
@@ -60,13 +59,15 @@ def _on_worker_init(**_: Any) -> None:
 
 @worker_ready.connect
 def _on_worker_ready(**_: Any) -> None:
-    _recovery.append(start_recovery_process())
+    supervisor = RecoverySupervisor(settings_of(app))
+    supervisor.start()
+    _recovery.append(supervisor)
 
 
 @worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
-    for process in _recovery:
-        process.terminate()
+    for supervisor in _recovery:
+        supervisor.stop()
 
 
 import xorjobs.worker.tasks  # noqa: E402,F401  (registers the task on the app)

@@ -23,7 +23,7 @@ from celery.worker import state as worker_state
 from xorjobs.settings import Settings
 from xorjobs.store.recovery import mark_queued_unpublished
 from xorjobs.store.results import release_job
-from xorjobs.worker.recovery import RecoveryLoop, recover_once
+from xorjobs.worker.recovery import BrokerCensus, RecoveryLoop, recover_once
 from xorjobs.worker.runner import ACTIVE_CLAIMS
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def resync_embedded_queue(settings: Settings, app: Celery) -> None:
     for message in folder.glob("*.msg"):
         message.unlink(missing_ok=True)
     mark_queued_unpublished(settings.resolved_database_url)
-    recover_once(settings, app, publish_grace_seconds=0, last_run_id=None)
+    recover_once(settings, app, BrokerCensus(settings), publish_grace_seconds=0)
 
 
 def release_claims(settings: Settings) -> int:

@@ -18,8 +18,11 @@ from xorjobs.settings import Settings
 from xorjobs.store.claims import Claim
 from xorjobs.store.packs import finish_pack, record_pack_costs
 from xorjobs.store.results import Outcome
-from xorjobs.worker.faults import fault_point
+from xorjobs.store.retry import is_transient_store_error
+from xorjobs.worker import faults
 from xorjobs.worker.heartbeat import Heartbeat
+from xorjobs.worker.outcomes import outcome_of
+from xorjobs.worker.store_outage import RESULT_DEADLINE_SECONDS, store_call
 
 if TYPE_CHECKING:  # torch stays out of processes that only route tasks (Flower, the API)
     from xorjobs.models.result import TrainResult
@@ -63,27 +66,38 @@ def _has_cuda() -> bool:
 def train_pack(claims: Sequence[Claim], url: str, settings: Settings) -> tuple[int, int]:
     """Train the claimed jobs together and store every result in bulk; returns (succeeded, failed).
 
-    Raises LeaseLost when every member was fenced off mid-way.
+    Raises LeaseLost when every member was fenced off mid-way, and StoreOutage when the results could
+    not be stored within ``RESULT_DEADLINE_SECONDS`` (the runner then hands the pack back).
     """
     import torch
 
     from xorjobs.models.packed import PackedMemberError, train_packed
-    from xorjobs.worker.runner import outcome_of
 
     leader = claims[0]
     written = [0] * len(claims)
+    # Costs the store could not take yet (a transient error): sent with the next write or the result.
+    pending: list[list[tuple[int, float]]] = [[] for _ in claims]
     with Heartbeat(url, claims, settings.lease_seconds, settings.heartbeat_seconds) as beat:
 
         def on_progress(chunks: list[list[tuple[int, float]]]) -> None:
             beat.check()
-            owned = {
-                claim: chunk
-                for claim, chunk in zip(claims, chunks, strict=True)
-                if claim.job_id not in beat.lost
-            }
-            beat.lost |= record_pack_costs(url, owned, settings.lease_seconds)
             for index, chunk in enumerate(chunks):
-                written[index] += len(chunk)
+                pending[index] += chunk
+            owned = {
+                claim: pending[index] for index, claim in enumerate(claims) if claim.job_id not in beat.lost
+            }
+            try:
+                beat.lost |= record_pack_costs(url, owned, settings.lease_seconds)
+            except Exception as error:
+                if not is_transient_store_error(error):
+                    raise
+                log.warning(
+                    "pack led by %s: progress not stored now (store unavailable); kept", leader.job_id
+                )
+                return
+            for index in range(len(claims)):
+                written[index] += len(pending[index])
+                pending[index] = []
             beat.check()
 
         errors: dict[Claim, str] = {}
@@ -113,8 +127,12 @@ def train_pack(claims: Sequence[Claim], url: str, settings: Settings) -> tuple[i
             continue
         outcomes[claim] = outcome_of(result, written[index], torch.__version__)
     for claim in claims:
-        fault_point("before_final_commit", claim.seed, claim.attempt)
-    lost = finish_pack(url, outcomes, errors)
+        faults.at("before_final_commit", claim)
+    lost = store_call(
+        lambda: finish_pack(url, outcomes, errors),
+        f"pack led by {leader.job_id}: store results",
+        RESULT_DEADLINE_SECONDS,
+    )
     if lost:
         log.warning(
             "pack of %d: %d member(s) were fenced off; their results were not stored", len(claims), len(lost)

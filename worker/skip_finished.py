@@ -1,10 +1,19 @@
-"""A task strategy that acknowledges messages of finished jobs in the consumer, never in the pool.
+"""A task strategy that settles, in the consumer, messages the pool need never see.
 
 A pack of K jobs leaves K-1 messages whose jobs it already finished. Through the prefork pool each of
 them costs a round trip (dispatch to a child, a read of the store, the result back, the ack), and a job
 submitted right after a large sweep waits behind a few hundred of those per worker. Here the consumer
-reads the job's state (one indexed SELECT) and acks a finished job's message at once; every other
-message, and any message this cannot read, takes the normal path, where ``run_job`` decides.
+reads the job's state (one indexed SELECT) and settles the message at once when
+- the job is finished: acked;
+- the job is not in the store and the message comes from this store: its sweep was deleted, acked
+  with one log line for the whole burst (``worker.store_match``);
+- the message comes from another store, and no message of this worker's own store came before it:
+  handed back untouched (rejected onto the queue), and this worker stops consuming its queues,
+  saying so once: a worker on the wrong database must not eat the right workers' queue. (A worker
+  that has run its own store's jobs drops a stray message of another store with one line: that
+  store's recovery census re-publishes it.)
+Every other message, and any message this cannot read (the store is down), takes the normal path,
+where ``run_job`` decides (and retries the store).
 """
 
 from __future__ import annotations
@@ -15,9 +24,11 @@ from typing import Any
 from celery import Celery, Task
 from celery.worker.strategy import default as default_strategy
 
+from xorjobs.queue import STORE_KWARG, settings_of
 from xorjobs.settings import get_settings
-from xorjobs.store.peeks import peek_job
+from xorjobs.store.peeks import JobPeek, peek_job
 from xorjobs.store.tables import TERMINAL_STATES
+from xorjobs.worker.store_match import DELETED, STRAYS, is_foreign, wrong_store_text
 
 log = logging.getLogger(__name__)
 
@@ -32,26 +43,77 @@ def job_id_of(message: Any) -> str | None:
     return args[0] if isinstance(args, list | tuple) and args and isinstance(args[0], str) else None
 
 
-def is_finished(job_id: str) -> bool:
+def store_of(message: Any) -> str | None:
+    """The publishing store's fingerprint a train message carries, or None (older messages)."""
     try:
-        peek = peek_job(get_settings().resolved_database_url, job_id)
+        payload = message.payload
+        kwargs = payload[1] if isinstance(payload, list | tuple) else payload.get("kwargs")
+    except Exception:
+        return None
+    store = kwargs.get(STORE_KWARG) if isinstance(kwargs, dict) else None
+    return store if isinstance(store, str) else None
+
+
+def _peek(url: str, job_id: str) -> JobPeek | bool | None:
+    """The job's peek, None when the store has no such job, False when the store cannot be read."""
+    try:
+        return peek_job(url, job_id)
     except Exception as error:  # the store is down: let the task path deal with it (and retry)
         log.debug("cannot read job %s in the consumer (%s); dispatching it", job_id, error)
         return False
-    return peek is not None and peek.state in TERMINAL_STATES
+
+
+def is_finished(job_id: str, url: str | None = None) -> bool:
+    """Whether the job is in a terminal state (False when unknown or unreadable: the pool decides)."""
+    peek = _peek(url or get_settings().resolved_database_url, job_id)
+    return isinstance(peek, JobPeek) and peek.state in TERMINAL_STATES
 
 
 def skip_finished(task: Task, app: Celery, consumer: Any, **kwargs: Any) -> Any:  # type: ignore[type-arg]
-    """Celery's default strategy, with finished jobs' messages acknowledged before it."""
+    """Celery's default strategy, with finished, deleted and foreign jobs' messages settled before it."""
     handle = default_strategy(task, app, consumer, **kwargs)
     connection_errors = consumer.connection_errors
+    url = settings_of(app).resolved_database_url
+    refused: list[str] = []
+    own_seen: list[bool] = []
+
+    def refuse(store: str | None) -> None:
+        if refused:
+            return
+        refused.append(store or "")
+        log.error("refusing to consume: %s", wrong_store_text(url, store))
+        for queue in [queue.name for queue in consumer.task_consumer.queues]:
+            consumer.cancel_task_queue(queue)
 
     def task_message_handler(
         message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **options: Any
     ) -> Any:
         job_id = job_id_of(message)
-        if job_id is not None and is_finished(job_id):
+        if job_id is None:
+            return handle(message, body, ack, reject, callbacks, **options)
+        store = store_of(message)
+        if refused:
+            reject(log, connection_errors, requeue=True)
+            return None
+        if is_foreign(url, store):
+            if not own_seen:  # every message so far names another store: this worker is misplaced
+                reject(log, connection_errors, requeue=True)
+                refuse(store)
+                return None
+            # This worker has run its own store's jobs: a stray message of another store (its
+            # store's recovery census re-publishes the job once it sees no message for it).
+            STRAYS.dropped(job_id)
+            ack(log, connection_errors)
+            return None
+        if store is not None and not own_seen:
+            own_seen.append(True)
+        peek = _peek(url, job_id)
+        if isinstance(peek, JobPeek) and peek.state in TERMINAL_STATES:
             log.debug("job %s is finished: message acknowledged without running the task", job_id)
+            ack(log, connection_errors)
+            return None
+        if peek is None:
+            DELETED.dropped(job_id)
             ack(log, connection_errors)
             return None
         return handle(message, body, ack, reject, callbacks, **options)

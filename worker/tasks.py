@@ -1,22 +1,35 @@
-"""The Celery task. Thin on purpose: it only hands the job id to the runner."""
+"""The Celery task. Thin on purpose: it hands the job id to the runner, and turns a store the worker
+cannot use into a message handed back to the queue (never an ack of a job the store knows nothing of)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
 from celery import Task
+from celery.exceptions import Reject
 
-from xorjobs.queue import TRAIN_TASK
-from xorjobs.settings import get_settings
+from xorjobs.queue import TRAIN_TASK, settings_of
 from xorjobs.worker.celery_app import app
 from xorjobs.worker.runner import run_job
+from xorjobs.worker.store_match import WrongStore
+from xorjobs.worker.store_outage import StoreOutage
+
+log = logging.getLogger(__name__)
 
 
-# Strategy: messages of jobs a pack already finished are acked in the consumer (worker.skip_finished).
+# Strategy: messages of finished or deleted jobs are acked in the consumer, and another store's
+# messages handed back there (worker.skip_finished).
 @app.task(name=TRAIN_TASK, bind=True, Strategy="xorjobs.worker.skip_finished:skip_finished")
-def train_job(self: Task, job_id: str) -> str:  # type: ignore[type-arg]
-    """Train the job ``job_id`` (a string id from the store; messages carry nothing else)."""
+def train_job(self: Task, job_id: str, store: str | None = None) -> str:  # type: ignore[type-arg]
+    """Train the job ``job_id`` (``store``: the fingerprint of the store that published it)."""
     # Node name plus pid: several training processes (prefork children) share one node name.
     worker_name = f"{self.request.hostname or socket.gethostname()}/{os.getpid()}"
-    return run_job(job_id, worker_name, get_settings()).value
+    try:
+        return run_job(job_id, worker_name, settings_of(self.app), store).value
+    except (StoreOutage, WrongStore) as error:
+        # Back onto the queue, not acked: the store did not record what happened to this job (or this
+        # is not its store). Reject rather than raise: with acks_late a raised error is still acked.
+        log.warning("job %s: message handed back to the queue: %s", job_id, error)
+        raise Reject(str(error), requeue=True) from error

@@ -6,6 +6,7 @@ broker only a doorbell: a message carries nothing but a job id.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -14,10 +15,16 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from xorjobs.errors import Unreachable
 from xorjobs.settings import Settings, get_settings
+from xorjobs.store.identity import store_fingerprint
 from xorjobs.store.sweeps import QueuedJob
 
 TRAIN_TASK = "xorjobs.train_job"
 QUEUES = ("cpu", "gpu")
+STORE_KWARG = "store"
+"""The train message's one keyword argument: the fingerprint of the store that published the job
+(``xorjobs.store.identity``), so a worker on another store hands the message back instead of eating it."""
+
+_settings_of_app: weakref.WeakKeyDictionary[Celery, Settings] = weakref.WeakKeyDictionary()
 
 
 def broker_url(settings: Settings) -> str:
@@ -27,6 +34,7 @@ def broker_url(settings: Settings) -> str:
 def make_celery(settings: Settings) -> Celery:
     """Build the app for these settings (the embedded queue when no broker URL is set)."""
     app = Celery("xorjobs", broker=broker_url(settings), set_as_current=False)
+    _settings_of_app[app] = settings
     # Far above the longest job: jobs are recovered by database leases, not by redelivery after this.
     visibility_timeout = max(settings.visibility_timeout_seconds, 2 * settings.job_time_limit_seconds)
     transport_options: dict[str, object] = {
@@ -72,6 +80,17 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+def settings_of(app: Celery) -> Settings:
+    """The settings ``app`` was made with: what its tasks, its consumer and its recovery process use.
+
+    Passed along explicitly (a worker's recovery process gets them as an argument), so a ``Settings``
+    built in code reaches every part of a worker; the environment is read only for an app made some
+    other way.
+    """
+    settings = _settings_of_app.get(app)
+    return settings if settings is not None else get_settings()
+
+
 @lru_cache(maxsize=1)
 def get_celery() -> Celery:
     return make_celery(get_settings())
@@ -80,17 +99,21 @@ def get_celery() -> Celery:
 def publish(app: Celery, jobs: Sequence[QueuedJob]) -> list[str]:
     """Send one message per job to its queue; return the ids the broker accepted.
 
-    Stops at the first failure: the rest stay in the outbox (``published_at`` NULL) for the reconciler.
+    Each message names the job and the store it belongs to (``STORE_KWARG``). Stops at the first
+    failure: the rest stay in the outbox (``published_at`` NULL) for the reconciler.
     """
     published: list[str] = []
     if not jobs:
         return published
+    store = store_fingerprint(settings_of(app).resolved_database_url)
+    kwargs = {STORE_KWARG: store} if store is not None else {}
     try:
         with app.producer_or_acquire() as producer:
             for job in jobs:
                 app.send_task(
                     TRAIN_TASK,
                     args=[job.job_id],
+                    kwargs=kwargs,
                     queue=job.queue,
                     routing_key=job.queue,
                     producer=producer,

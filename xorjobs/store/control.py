@@ -33,14 +33,28 @@ def cancel(url: str, sweep_or_job_id: str) -> list[str]:
 
 
 def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]:
-    """Re-queue what did not succeed (failed and cancelled jobs, or only failed ones).
+    """Re-queue what did not succeed (failed and cancelled jobs, or only failed ones), and send the
+    still-queued jobs again.
 
     The attempts used so far are forgiven (max_attempts counts afresh), but the attempt counter keeps
     growing so an old attempt's fencing token can never match again. Old costs are removed.
+
+    A queued job may be stranded (its message lost with a failed delivery or a broker restart), and
+    the store cannot tell it from one waiting its turn; the recovery loop's broker census finds those
+    within a few passes, but a person who asks for a retry gets it now: every queued job of the sweep
+    goes back to the outbox and is published again. A duplicate message costs one read of the job
+    (the claim is fenced), never a second run.
     """
     states = [JobState.FAILED] if failed_only else [JobState.FAILED, JobState.CANCELLED]
     with write_session(url) as session:
         _require(session, sweep_id)
+        # First, before the retried jobs join them in state queued.
+        stranded = session.execute(
+            update(Job)
+            .where(Job.sweep_id == sweep_id, Job.state == JobState.QUEUED)
+            .values(published_at=None)
+            .returning(Job.id, Job.queue)
+        ).all()
         ids = session.execute(
             update(Job)
             .where(Job.sweep_id == sweep_id, Job.state.in_(states))
@@ -62,7 +76,7 @@ def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]
         job_ids = [job_id for job_id, _ in ids]
         for start in range(0, len(job_ids), IDS_PER_STATEMENT):
             session.execute(delete(Cost).where(Cost.job_id.in_(job_ids[start : start + IDS_PER_STATEMENT])))
-    return [QueuedJob(job_id, queue) for job_id, queue in ids]
+    return [QueuedJob(job_id, queue) for job_id, queue in [*ids, *stranded]]
 
 
 def _require(session: object, sweep_or_job_id: str) -> None:
