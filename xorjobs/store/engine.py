@@ -4,7 +4,8 @@ SQLite: WAL (readers never block the writer), a busy timeout, and ``BEGIN IMMEDI
 transaction: a deferred ``BEGIN`` that reads and then writes can deadlock against another process and
 fail at once with "database is locked" whatever the timeout (reliability notes §0.6: 720–1437 of 1600
 transactions failed with plain BEGIN, 0 with BEGIN IMMEDIATE). Postgres: ``pool_pre_ping`` so a worker
-survives a database restart.
+survives a database restart, and connect, keepalive, lock and idle-in-transaction limits
+(``POSTGRES_CONNECT_ARGS``, ``POSTGRES_SESSION_SETTINGS``) so a lost worker cannot stall the others.
 """
 
 from __future__ import annotations
@@ -47,8 +48,53 @@ def describe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+# Postgres session limits, so a worker cut off from the network (or frozen) cannot hold row locks, or
+# leave another process waiting, for longer than a fraction of the default 60 s lease (issue 14 §6:
+# with none of these, one partitioned worker froze everyone's reaper for 53-129 s, and the server's
+# own TCP keepalive, 7,200 s, could have made it two hours). Each can be overridden in the URL's
+# query (``?connect_timeout=3&options=-c%20lock_timeout%3D1s``); what the URL sets wins.
+POSTGRES_CONNECT_ARGS: dict[str, int] = {
+    "connect_timeout": 10,  # seconds to establish a connection: an unreachable host fails fast
+    # Client side: an idle connection's dead peer is noticed after 10 + 3 x 5 = 25 s, and data left
+    # unacknowledged (a query sent into a partition) fails after 25 s instead of TCP's ~15 minutes.
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 25_000,  # milliseconds
+}
+POSTGRES_SESSION_SETTINGS: dict[str, str] = {
+    # A row lock waited on longer than this fails with lock_not_available (55P03), which the store's
+    # functions retry with backoff (``store.retry``): no claim or write queues behind a stuck holder.
+    "lock_timeout": "5s",
+    # Every transaction of ours is a few statements sent back to back; one left open this long
+    # belongs to a frozen or cut-off process, and the server ends it and frees its locks (a third of
+    # the default lease, so the locked jobs are reaped about when their lease runs out anyway).
+    "idle_in_transaction_session_timeout": "20s",
+    # A backstop for a statement that never returns; far above any statement this store runs.
+    "statement_timeout": "300s",
+    # Server side: a client that vanished without a FIN is dropped after ~25 s, not 2 hours.
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+
+
+def postgres_connect_args(url: str) -> dict[str, object]:
+    """libpq parameters for ``url``: the defaults above, minus whatever the URL's query sets itself;
+    the session settings go in ``options`` ahead of the URL's own (a later ``-c`` wins)."""
+    query = make_url(url).query
+    args: dict[str, object] = {key: value for key, value in POSTGRES_CONNECT_ARGS.items() if key not in query}
+    ours = " ".join(f"-c {name}={value}" for name, value in POSTGRES_SESSION_SETTINGS.items())
+    given = query.get("options")
+    args["options"] = f"{ours} {given if isinstance(given, str) else ' '.join(given)}" if given else ours
+    return args
+
+
 def _create_engine(url: str) -> Engine:
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, connect_args=postgres_connect_args(url))
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
