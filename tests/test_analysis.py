@@ -20,83 +20,22 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, insert
 
+from tests.helpers import TOKEN, run_main, write_known_sweep
 from xorjobs import analysis
 from xorjobs.api.main import create_app
-from xorjobs.cli import main
 from xorjobs.cli.backends import HttpBackend
 from xorjobs.errors import InvalidSpec
 from xorjobs.export_formats import ExportFormat
 from xorjobs.service import Service
-from xorjobs.settings import Settings, get_settings
+from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec
-from xorjobs.store import control, queries
-from xorjobs.store.claims import claim_job
-from xorjobs.store.costs import record_costs
+from xorjobs.store import queries
 from xorjobs.store.engine import get_engine, write_session
 from xorjobs.store.export import export_text
 from xorjobs.store.floats import encode_float, json_safe
-from xorjobs.store.results import Outcome, fail_job, finish_job
 from xorjobs.store.schema import ensure_schema, upgrade
 from xorjobs.store.sweeps import create_sweep
 from xorjobs.store.tables import Cost
-
-NAN, INF = math.nan, math.inf
-TOKEN = "analysis-token"
-
-# (variant, seed, lr) → what happens to the job: ("succeeded", costs, accuracy), ("failed", costs),
-# ("cancelled",) or ("queued",). A succeeded job's final cost is its last logged cost.
-KNOWN_SWEEP: dict[tuple[str, int, float], tuple[object, ...]] = {
-    ("nn", 1, 1.0): ("succeeded", [(0, 0.7), (100, 0.04), (200, 0.01)], 1.0),
-    ("nn", 2, 1.0): ("succeeded", [(0, 0.7), (100, 0.3), (200, 0.03)], 1.0),
-    ("nn", 3, 1.0): ("succeeded", [(0, 0.7), (100, NAN), (200, NAN)], 0.5),
-    ("nn", 1, 0.5): ("succeeded", [(0, 0.7), (100, 0.6), (200, 0.5)], 0.75),
-    ("nn", 2, 0.5): ("failed", [(0, 0.7)]),
-    ("nn", 3, 0.5): ("queued",),
-    ("backprop", 1, 1.0): ("succeeded", [(0, 0.6), (100, 0.02), (200, 0.001)], 1.0),
-    ("backprop", 2, 1.0): ("succeeded", [(0, 0.8), (100, 0.04), (200, 0.002)], 1.0),
-    ("backprop", 3, 1.0): ("succeeded", [(0, 0.7), (100, 0.2), (200, 0.006)], 1.0),
-    ("backprop", 1, 0.5): ("cancelled",),
-    ("backprop", 2, 0.5): ("succeeded", [(0, 0.7), (100, INF), (200, 0.2)], 0.75),
-    ("backprop", 3, 0.5): ("succeeded", [(0, 0.7), (100, 0.049), (200, 0.04)], 1.0),
-}
-KNOWN_SPEC = SweepSpec(variants=["nn", "backprop"], seeds=[1, 2, 3], lrs=[1.0, 0.5], steps=201, log_every=100)
-
-
-def write_known_sweep(url: str, spec: SweepSpec = KNOWN_SPEC) -> str:
-    """Create the sweep and drive each job to its KNOWN_SWEEP outcome; returns the sweep id."""
-    ensure_schema(url)
-    sweep = create_sweep(url, spec)
-    jobs = queries.sweep_status(url, sweep.sweep_id)["jobs"]
-    for job in jobs:
-        plan = KNOWN_SWEEP[(job["variant"], job["seed"], job["lr"])]
-        state = plan[0]
-        if state == "queued":
-            continue
-        if state == "cancelled":
-            control.cancel(url, job["id"])
-            continue
-        claim = claim_job(url, job["id"], "test-worker", lease_seconds=60, max_attempts=3)
-        assert claim is not None
-        costs = plan[1]
-        assert isinstance(costs, list)
-        if state == "failed":
-            record_costs(url, job["id"], claim.attempt, costs, lease_seconds=60)
-            assert fail_job(url, job["id"], claim.attempt, "RuntimeError: planned failure")
-            continue
-        accuracy = plan[2]
-        assert isinstance(accuracy, float)
-        outcome = Outcome(
-            unwritten_costs=costs,
-            final_cost=costs[-1][1],
-            hypothesis=[0.1, 0.9, 0.9, 0.1],
-            predicted=[0.0, 1.0, 1.0, 0.0],
-            accuracy=accuracy,
-            device_name="cpu",
-            cpu_capability="test",
-            torch_version="test",
-        )
-        finish_job(url, job["id"], claim.attempt, outcome)
-    return sweep.sweep_id
 
 
 def group(summary: dict[str, object], **key: object) -> dict[str, object]:
@@ -231,18 +170,6 @@ def test_an_unknown_or_repeated_by_field_is_refused_naming_the_field(text: str, 
 
 
 # --- the CLI and the API ---------------------------------------------------------------------------
-
-
-def run_main(
-    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> tuple[int, str, str]:
-    """The real entry point in this process; XORJOBS_* comes from the test's environment."""
-    monkeypatch.setattr(sys, "argv", ["xorjobs", *args])
-    get_settings.cache_clear()
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
 
 
 @pytest.fixture
@@ -452,7 +379,7 @@ def test_exporting_a_10000_job_sweep_is_one_streamed_query(database_url: str) ->
 def test_the_api_never_imports_matplotlib_until_it_draws(tmp_path: Path) -> None:
     upgrade(Settings(home=tmp_path).resolved_database_url)
     code = (
-        "import sys; from fastapi.testclient import TestClient; from api.main import create_app; "
+        "import sys; from fastapi.testclient import TestClient; from xorjobs.api.main import create_app; "
         "from xorjobs.settings import Settings; "
         f"c = TestClient(create_app(Settings(home={str(tmp_path)!r}))); "
         "s = c.post('/sweeps', json={'variants': ['nn'], 'steps': 5}).json()['sweep_id']; "

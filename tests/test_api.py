@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.test_spec import BAD_SPECS
+from tests.helpers import BAD_SPECS
 from xorjobs.api.main import create_app
 from xorjobs.settings import Settings
 from xorjobs.store.engine import read_session
@@ -175,7 +175,7 @@ def test_the_api_process_never_imports_torch(tmp_path: Path) -> None:
 
     upgrade(Settings(home=tmp_path).resolved_database_url)
     code = (
-        "import sys; from fastapi.testclient import TestClient; from api.main import create_app; "
+        "import sys; from fastapi.testclient import TestClient; from xorjobs.api.main import create_app; "
         "from xorjobs.settings import Settings; "
         f"c = TestClient(create_app(Settings(home={str(tmp_path)!r}))); "
         "c.post('/sweeps', json={'variants': ['nn'], 'steps': 5}); c.get('/sweeps'); "

@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx2
 
 from tests.services import clean_env, start_api, start_worker, wait_until
-from tests.test_faults import private_redis  # noqa: F401  (fixture)
 from xorjobs.store import queries
 
 SUBMITTERS = 8
@@ -21,7 +20,7 @@ JOBS_PER_POST = 10
 
 def test_eight_concurrent_submitters_lose_nothing_on_sqlite(
     tmp_path: Path,
-    private_redis: tuple[str, Callable[[], None]],  # noqa: F811
+    private_redis: tuple[str, Callable[[], None]],
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'store.db'}"
     env = clean_env(

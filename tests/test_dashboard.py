@@ -23,8 +23,8 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 
 from tests.ci import require
+from tests.helpers import TOKEN, run_main, write_known_sweep
 from tests.services import clean_env, start_api, start_worker, wait_until
-from tests.test_analysis import TOKEN, run_main, write_known_sweep
 from xorjobs.api.deps import SESSION_COOKIE
 from xorjobs.api.main import create_app
 from xorjobs.cli import render

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import check_job_against_the_seed_loop
 from tests.services import XORJOBS, ServiceProcess, clean_env, wait_until
-from tests.test_end_to_end import check_job_against_the_seed_loop
 from xorjobs.store import queries
 from xorjobs.testing.seed_scripts import run_seed_script
 

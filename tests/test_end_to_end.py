@@ -14,10 +14,9 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.helpers import check_job_against_the_seed_loop
 from tests.services import XORJOBS, ServiceProcess, clean_env, start_api, start_worker, wait_until
-from tests.test_models_fidelity import same_bits
 from xorjobs.store import queries
-from xorjobs.testing.seed_scripts import run_seed_script
 
 TOKEN = "e2e-token"
 
@@ -40,23 +39,6 @@ def stack(tmp_path: Path, redis_url: str, database_url: str) -> Iterator[dict[st
     finally:
         for process in processes:
             process.stop()
-
-
-def check_job_against_the_seed_loop(job: dict[str, object]) -> None:
-    costs, hypothesis, predicted, accuracy = run_seed_script(
-        str(job["variant"]),
-        int(job["seed"]),
-        float(job["lr"]),
-        int(job["steps"]),
-        int(job["log_every"]),  # type: ignore[arg-type]
-    )
-    stored_costs = job["costs"]
-    assert isinstance(stored_costs, list)
-    assert [step for step, _ in stored_costs] == [step for step, _ in costs]
-    assert all(same_bits(a, b) for (_, a), (_, b) in zip(stored_costs, costs, strict=True))
-    assert all(same_bits(a, b) for a, b in zip(job["hypothesis"], hypothesis, strict=True))  # type: ignore[arg-type]
-    assert job["predicted"] == predicted and same_bits(job["accuracy"], accuracy)  # type: ignore[arg-type]
-    assert same_bits(job["final_cost"], costs[-1][1])  # type: ignore[arg-type]
 
 
 def test_sweeps_through_the_api_and_the_cli_complete_bit_exact(

@@ -9,7 +9,6 @@ Measured recovery figures are written to test-artifacts/fault_figures.json.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,160 +17,23 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 from sqlalchemy import select
 
-from tests.ci import require
+from tests.helpers import Cluster, pool_children, record_figure
 from tests.services import (
     XORJOBS,
-    ServiceProcess,
-    clean_env,
-    free_port,
-    redis_available,
-    start_worker,
     wait_until,
 )
-from tests.test_end_to_end import check_job_against_the_seed_loop
 from xorjobs.service import Service
 from xorjobs.settings import Settings
 from xorjobs.spec import validate_spec
 from xorjobs.store import queries
 from xorjobs.store.engine import read_session
 from xorjobs.store.schema import upgrade
-from xorjobs.store.tables import Cost, Job
+from xorjobs.store.tables import Job
 
-FAST_TIMINGS = {
-    "XORJOBS_LEASE_SECONDS": "3",
-    "XORJOBS_HEARTBEAT_SECONDS": "0.5",
-    "XORJOBS_REAP_INTERVAL_SECONDS": "0.5",
-    "XORJOBS_PROGRESS_SECONDS": "0.3",
-    "XORJOBS_MAX_ATTEMPTS": "3",
-    # Solo training: these tests are about single jobs in the queue (packed, a sweep's jobs would all
-    # run at once); tests/test_packing.py covers faults during a pack.
-    "XORJOBS_PACK_SIZE": "1",
-}
 LONG_STEPS = 15000  # ~10 s of nn training here: long enough to be killed mid-job
-FIGURES_FILE = Path(__file__).resolve().parents[1] / "test-artifacts" / "fault_figures.json"
-
-
-def record_figure(name: str, value: object) -> None:
-    FIGURES_FILE.parent.mkdir(exist_ok=True)
-    figures = json.loads(FIGURES_FILE.read_text()) if FIGURES_FILE.exists() else {}
-    figures[name] = value
-    FIGURES_FILE.write_text(json.dumps(figures, indent=2, sort_keys=True))
-
-
-class Cluster:
-    """Workers and a submitter sharing one store and one broker, as on several machines."""
-
-    def __init__(self, tmp_path: Path, database_url: str, broker_url: str, **extra_env: str) -> None:
-        self.tmp_path = tmp_path
-        self.url = database_url
-        self.env = clean_env(
-            XORJOBS_HOME=str(tmp_path / "home"),
-            XORJOBS_DATABASE_URL=database_url,
-            XORJOBS_BROKER_URL=broker_url,
-            XORJOBS_TEST_FAULTS="1",
-            **{**FAST_TIMINGS, **extra_env},
-        )
-        self.settings = Settings(
-            home=tmp_path / "home", database_url=database_url, broker_url=broker_url, max_attempts=3
-        )
-        upgrade(database_url)  # as `xorjobs db upgrade` would, before any worker starts
-        self.service = Service(self.settings).ready()
-        self.workers: list[ServiceProcess] = []
-
-    def start_worker(self, name: str, concurrency: int = 1) -> ServiceProcess:
-        worker = start_worker(self.env, self.tmp_path, name=name, concurrency=concurrency)
-        self.workers.append(worker)
-        return worker
-
-    def submit(self, **fields: object) -> tuple[str, list[str]]:
-        result = self.service.submit(validate_spec({"variants": ["nn"], "log_every": 100, **fields}))
-        return result["sweep_id"], [job["id"] for job in result["jobs"]]
-
-    def job(self, job_id: str) -> dict[str, object]:
-        return queries.job_detail(self.url, job_id)
-
-    def cost_rows(self, job_id: str) -> list[tuple[int, int]]:
-        with read_session(self.url) as session:
-            rows = session.execute(select(Cost.step, Cost.attempt).where(Cost.job_id == job_id)).all()
-            return [(step, attempt) for step, attempt in rows]
-
-    def wait_for_costs(self, job_id: str, timeout: float = 120) -> dict[str, object]:
-        """Wait until the job is running and has written some costs: it is mid-job."""
-        wait_until(lambda: len(self.cost_rows(job_id)) >= 2, timeout, f"{job_id} to be mid-job")
-        return self.job(job_id)
-
-    def wait_finished(self, sweep_id: str, timeout: float = 240) -> dict[str, object]:
-        def finished() -> dict[str, object] | None:
-            status = queries.sweep_status(self.url, sweep_id)
-            counts = status["counts"]
-            return status if counts["queued"] + counts["running"] == 0 else None
-
-        return wait_until(finished, timeout, f"sweep {sweep_id} to finish", interval=0.25)  # type: ignore[return-value]
-
-    def holder(self, job_id: str) -> ServiceProcess:
-        worker_name = str(self.job(job_id)["worker"])
-        node = worker_name.rpartition("/")[0]
-        for worker in self.workers:
-            if node.startswith(f"cpu-{worker.pid}@"):
-                return worker
-        raise AssertionError(f"no worker of this test holds {job_id} ({worker_name})")
-
-    def check_invariants(self, sweep_id: str, bit_exact_sample: int | None = None) -> dict[str, object]:
-        """Check every job's invariants; compare ``bit_exact_sample`` of them (all by default) with the
-        seed's loop run live (long jobs make the live run the slow part of a test)."""
-        results = queries.sweep_results(self.url, sweep_id)
-        to_compare = {job["id"] for job in results["jobs"][:bit_exact_sample]}
-        for job in results["jobs"]:
-            assert job["state"] in ("succeeded", "failed", "cancelled"), job
-            if job["state"] != "succeeded":
-                continue
-            rows = self.cost_rows(job["id"])
-            logged = list(range(0, job["steps"], job["log_every"]))
-            assert sorted(step for step, _ in rows) == logged  # one row per logged step
-            assert {attempt for _, attempt in rows} == {job["attempt"]}  # all by the final attempt
-            if job["id"] in to_compare:
-                check_job_against_the_seed_loop(job)
-        return results
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None]]]:
-    """A redis-server of this test's own (no persistence), which the test may restart.
-
-    Each fault test gets its own broker, so a process left over from one test can never consume or
-    publish another test's messages.
-    """
-    require(redis_available(), "redis-server")
-    port = free_port()
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, cwd=tmp_path)
-    url = f"redis://127.0.0.1:{port}/0"
-    holder = {"process": process}
-
-    def restart() -> None:
-        holder["process"].kill()  # like a crash: nothing is saved
-        holder["process"].wait()
-        time.sleep(2)
-        holder["process"] = subprocess.Popen(args, stdout=subprocess.DEVNULL, cwd=tmp_path)
-        wait_until(lambda: redis_available(url), 20, "redis to come back")
-
-    wait_until(lambda: redis_available(url), 20, "the private redis")
-    yield url, restart
-    holder["process"].kill()
-    holder["process"].wait()
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'store.db'}"
 
 
 @pytest.fixture
@@ -181,22 +43,6 @@ def cluster(
     cluster = Cluster(tmp_path, database_url, private_redis[0])
     yield cluster
     cluster.stop()
-
-
-@pytest.fixture
-def sqlite_cluster(
-    tmp_path: Path, sqlite_url: str, private_redis: tuple[str, Callable[[], None]]
-) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path, sqlite_url, private_redis[0])
-    yield cluster
-    cluster.stop()
-
-
-def pool_children(worker: ServiceProcess) -> list[psutil.Process]:
-    """The prefork pool's training processes (forked: same command line as the worker; the spawned
-    recovery process and multiprocessing's resource tracker have their own)."""
-    main = psutil.Process(worker.pid)
-    return [child for child in main.children() if child.cmdline() == main.cmdline()]
 
 
 # --- Settings that make the guarantees hold --------------------------------------------------------

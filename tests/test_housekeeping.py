@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from tests.test_analysis import TOKEN, run_main, write_known_sweep
+from tests.helpers import TOKEN, run_main, write_known_sweep
 from xorjobs.api.main import create_app
 from xorjobs.cli.backends import HttpBackend
 from xorjobs.errors import InvalidSpec, NotFound, SweepActive

@@ -10,16 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import same_bits
 from xorjobs.models import TrainResult, train
 from xorjobs.models.backprop import bce_cost, gradients, initial_params
 from xorjobs.models.data import xor_data
 from xorjobs.testing.seed_scripts import run_seed_script
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "reference"  # where they came from: data/README.md
-
-
-def same_bits(a: float, b: float) -> bool:
-    return (math.isnan(a) and math.isnan(b)) or a == b
 
 
 def assert_same_run(result: TrainResult, seed_run: tuple) -> None:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import Cluster, check_job_against_the_seed_loop, pool_children
 from tests.services import wait_until
-from tests.test_end_to_end import check_job_against_the_seed_loop
-from tests.test_faults import Cluster, pool_children, private_redis, sqlite_cluster, sqlite_url  # noqa: F401  (fixtures)
 from xorjobs.settings import Settings
 from xorjobs.spec import validate_spec
 from xorjobs.store import queries
@@ -92,7 +91,7 @@ def packing_cluster(cluster: Cluster) -> Cluster:
     return packing
 
 
-def test_a_mixed_sweep_through_a_real_worker_is_packed_and_bit_exact(sqlite_cluster: Cluster) -> None:  # noqa: F811
+def test_a_mixed_sweep_through_a_real_worker_is_packed_and_bit_exact(sqlite_cluster: Cluster) -> None:
     cluster = packing_cluster(sqlite_cluster)
     cluster.start_worker("w1")
     result = cluster.service.submit(
@@ -121,7 +120,7 @@ def test_a_mixed_sweep_through_a_real_worker_is_packed_and_bit_exact(sqlite_clus
     assert all("RuntimeError" in job["error"] for job in failed)
 
 
-def test_a_killed_worker_loses_no_member_of_its_pack(sqlite_cluster: Cluster) -> None:  # noqa: F811
+def test_a_killed_worker_loses_no_member_of_its_pack(sqlite_cluster: Cluster) -> None:
     cluster = packing_cluster(sqlite_cluster)
     worker = cluster.start_worker("w1")
     # Packed, 20 nn jobs run at ~0.15 ms a step here: 60,000 steps keep the pack busy ~9 s.

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from matplotlib.lines import Line2D
 
-from tests.test_analysis import KNOWN_SWEEP, TOKEN, run_main, write_known_sweep
+from tests.helpers import KNOWN_SWEEP, TOKEN, run_main, write_known_sweep
 from xorjobs import plots
 from xorjobs.api.main import create_app
 from xorjobs.service import Service

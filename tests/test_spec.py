@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import BAD_SPECS
 from xorjobs.errors import InvalidSpec
 from xorjobs.spec import MAX_JOBS_PER_SWEEP, SweepSpec, expand, parse_lrs, parse_seeds, validate_spec
 
@@ -57,37 +56,6 @@ def test_expansion_has_one_job_per_combination(
     assert len(jobs) == len(variants) * len(seeds) * len(lrs)
     assert len({(j.variant, j.seed, j.lr) for j in jobs}) == len(jobs)
     assert [j.position for j in jobs] == list(range(len(jobs)))
-
-
-BAD_SPECS = [
-    ({"variants": ["mlp"]}, "variants.0"),
-    ({"variants": []}, "variants"),
-    ({"variants": ["nn", "nn"]}, "variants"),
-    ({"seeds": [-1]}, "seeds.0"),
-    ({"seeds": [2**63]}, "seeds.0"),
-    ({"seeds": [1.5]}, "seeds.0"),
-    ({"seeds": [True]}, "seeds.0"),
-    ({"seeds": ["7"]}, "seeds.0"),
-    ({"seeds": [3, 3]}, "seeds"),
-    ({"lrs": [0]}, "lrs.0"),
-    ({"lrs": [-0.1]}, "lrs.0"),
-    ({"lrs": [1000.5]}, "lrs.0"),
-    ({"lrs": [math.nan]}, "lrs.0"),
-    ({"lrs": [math.inf]}, "lrs.0"),
-    ({"lrs": [False]}, "lrs.0"),
-    ({"lrs": ["0.1"]}, "lrs.0"),
-    ({"lrs": [0.1, 0.1]}, "lrs"),
-    ({"steps": 0}, "steps"),
-    ({"steps": 10**12}, "steps"),
-    ({"steps": 10.0}, "steps"),
-    ({"steps": True}, "steps"),
-    ({"log_every": 0}, "log_every"),
-    ({"steps": 50, "log_every": 100}, "log_every"),
-    ({"device": "tpu"}, "device"),
-    ({"name": "x" * 201}, "name"),
-    ({"colour": "red"}, "colour"),
-    ({"seeds": list(range(5000)), "lrs": [0.1, 0.2, 0.3]}, "sweep"),
-]
 
 
 @pytest.mark.parametrize(("fields", "field"), BAD_SPECS)
