@@ -68,9 +68,10 @@ def test_run_trains_any_sweep_bit_exact(tmp_path: Path) -> None:
         check_job_against_the_seed_loop(job)
 
 
-def test_run_exits_1_when_a_job_failed(tmp_path: Path) -> None:
+def test_run_exits_0_when_a_job_only_diverged(tmp_path: Path) -> None:
     # A diverging job still succeeds (its NaN costs are stored); exit 1 is for failed or cancelled jobs,
     # so here everything succeeded and the exit code is 0, with the NaN costs reported as "nan".
+    # Exit 1 for a failed job: test_end_to_end.test_submit_wait_and_run_exit_1_when_a_job_failed.
     result = run_cli(
         ["run", "--variant", "backprop", "--seed", "3", "--lr", "1000", "--steps", "300", "--json"], tmp_path
     )
@@ -79,6 +80,36 @@ def test_run_exits_1_when_a_job_failed(tmp_path: Path) -> None:
     assert job["state"] == "succeeded" and job["final_cost"] == "nan"
     costs, *_ = run_seed_script("backprop", 3, 1000.0, 300, 100)
     assert len(job["costs"]) == len(costs)
+
+
+def test_run_exits_1_when_a_job_is_cancelled_from_another_shell(tmp_path: Path) -> None:
+    """The embedded worker has no time limit to fail a job by (Celery's solo pool enforces none), so the
+    embedded run's exit 1 is checked with the other outcome that gives it: ``xorjobs cancel``."""
+    env = clean_env(XORJOBS_PROGRESS_SECONDS="0.5")
+    run = ServiceProcess(
+        [XORJOBS, "run", "--variant", "nn", "--seed", "1", "--steps", "1000000", "--log-every", "1000"],
+        env,
+        tmp_path / "run.log",
+        cwd=tmp_path,
+    )
+    url = f"sqlite:///{tmp_path / '.xorjobs' / 'xorjobs.db'}"
+
+    def running_sweep() -> str | None:
+        try:
+            sweep_id = queries.latest_sweep_id(url)
+            return sweep_id if queries.sweep_status(url, sweep_id)["counts"]["running"] else None
+        except Exception:
+            return None
+
+    try:
+        sweep_id = str(wait_until(running_sweep, timeout=120, what="the job to start running"))
+        cancelled = run_cli(["cancel", sweep_id], tmp_path, timeout=60)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert run.process.wait(60) == 1, run.log()
+        assert "Traceback" not in run.log()
+        assert queries.sweep_status(url, sweep_id)["counts"]["cancelled"] == 1
+    finally:
+        run.stop()
 
 
 def test_ctrl_c_leaves_jobs_unfinished_and_a_worker_finishes_them(tmp_path: Path) -> None:

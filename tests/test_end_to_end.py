@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+import torch
 
 from tests.helpers import check_job_against_the_seed_loop
 from tests.services import XORJOBS, ServiceProcess, clean_env, start_api, start_worker, wait_until
@@ -93,7 +94,7 @@ def test_sweeps_through_the_api_and_the_cli_complete_bit_exact(
         assert results["counts"]["succeeded"] == size
         for job in results["jobs"]:
             check_job_against_the_seed_loop(job)
-            assert job["torch_version"] == "2.13.0+cpu" and job["device_name"] == "cpu"
+            assert job["torch_version"] == torch.__version__ and job["device_name"] == "cpu"
             assert job["worker"].startswith("cpu-") and job["cpu_capability"]
     cli_status = subprocess.run(
         [XORJOBS, "status", cli_sweep, "--json"],
@@ -129,3 +130,53 @@ def test_a_worker_fails_loudly_on_a_job_id_its_store_does_not_hold(
         60,
         "the worker's error",
     )
+
+
+# --- exit code 1: the command worked, and a job failed ------------------------------------------------
+
+TIME_LIMIT_SECONDS = 16
+"""XORJOBS_JOB_TIME_LIMIT_SECONDS of the worker below: Celery's soft limit is 15 s less, 1 s, so a job
+that trains longer fails with "time_limit" (a real setting, the way a real job fails)."""
+ENDLESS_JOB = ["--variant", "nn", "--seed", "1", "--steps", "1000000", "--log-every", "1000"]
+"""About a minute of training here: far past the worker's 1 s soft limit."""
+
+
+@pytest.fixture
+def time_limited_stack(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
+    """A worker whose jobs fail after 1 s, and an API, on one SQLite store."""
+    env = clean_env(
+        XORJOBS_HOME=str(tmp_path / "home"),
+        XORJOBS_DATABASE_URL=f"sqlite:///{tmp_path / 'store.db'}",
+        XORJOBS_BROKER_URL=redis_url,
+        XORJOBS_API_TOKEN=TOKEN,
+        XORJOBS_PROGRESS_SECONDS="0.5",
+    )
+    worker_env = {**env, "XORJOBS_JOB_TIME_LIMIT_SECONDS": str(TIME_LIMIT_SECONDS)}
+    processes: list[ServiceProcess] = []
+    try:
+        processes.append(start_worker(worker_env, tmp_path, concurrency=1))
+        api, url = start_api(env, tmp_path)
+        processes.append(api)
+        yield {**env, "XORJOBS_API_URL": url}
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def test_submit_wait_and_run_exit_1_when_a_job_failed(time_limited_stack: dict[str, str]) -> None:
+    in_process = {key: value for key, value in time_limited_stack.items() if key != "XORJOBS_API_URL"}
+    commands = {
+        "submit --wait over HTTP": (["submit", *ENDLESS_JOB, "--wait", "--json"], time_limited_stack),
+        "submit --wait in-process": (["submit", *ENDLESS_JOB, "--wait", "--json"], in_process),
+        "run against the API": (["run", *ENDLESS_JOB, "--json"], time_limited_stack),
+    }
+    for what, (args, env) in commands.items():
+        result = subprocess.run(
+            [XORJOBS, *args], env=env, capture_output=True, text=True, timeout=180, check=False
+        )
+        assert result.returncode == 1, f"{what}: exit {result.returncode}\n{result.stderr}"
+        assert "Traceback" not in result.stderr, what
+        (job,) = json.loads(result.stdout)["jobs"]
+        assert job["state"] == "failed", (what, job)
+        detail = queries.job_detail(in_process["XORJOBS_DATABASE_URL"], str(job["id"]))
+        assert str(detail["error"]).startswith("time_limit"), (what, detail["error"])
