@@ -25,7 +25,7 @@ test: $(STAMP)
 	./scripts/ensure_services.sh
 	$(PY) -m pytest
 
-## Also the long soak tests.
+## Also the long fault soaks (tests marked `slow`, skipped without --run-slow; README: "What the fault tests show").
 test-all: $(STAMP)
 	./scripts/ensure_services.sh
 	$(PY) -m pytest --run-slow
@@ -34,8 +34,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+## Everything in the repository: xorjobs covers api/, worker/ and models/ (they are linked into it).
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy xorjobs api worker models
+	$(VENV)/bin/mypy xorjobs tests bench scripts
 
 bench: $(STAMP)
 	./scripts/ensure_services.sh

@@ -46,7 +46,7 @@ class Stack:
 
     def wait(self, sweep_id: str, timeout: float = 1800) -> None:
         def done() -> bool:
-            counts = queries.sweep_status(self.database_url, sweep_id)["counts"]
+            counts: dict[str, int] = queries.sweep_status(self.database_url, sweep_id)["counts"]
             return counts["queued"] + counts["running"] == 0
 
         wait_until(done, timeout, f"sweep {sweep_id}", interval=0.1)

@@ -9,6 +9,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -29,6 +30,9 @@ from xorjobs.store.sweeps import create_sweep
 from xorjobs.store.tables import Cost
 from xorjobs.testing.seed_scripts import run_seed_script
 
+Json = dict[str, Any]
+"""A JSON-shaped record as the store's queries, the CLI's ``--json`` and the API return it."""
+
 # --- bit-exact comparisons with the seed's own loop ------------------------------------------------
 
 
@@ -36,21 +40,19 @@ def same_bits(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
-def check_job_against_the_seed_loop(job: dict[str, object]) -> None:
+def check_job_against_the_seed_loop(job: Json) -> None:
+    """A stored job record (as ``results --json`` or the store's queries give it) equals the seed's
+    script run live with the job's inputs, bit for bit."""
     costs, hypothesis, predicted, accuracy = run_seed_script(
-        str(job["variant"]),
-        int(job["seed"]),
-        float(job["lr"]),
-        int(job["steps"]),
-        int(job["log_every"]),  # type: ignore[arg-type]
+        str(job["variant"]), int(job["seed"]), float(job["lr"]), int(job["steps"]), int(job["log_every"])
     )
     stored_costs = job["costs"]
     assert isinstance(stored_costs, list)
     assert [step for step, _ in stored_costs] == [step for step, _ in costs]
     assert all(same_bits(a, b) for (_, a), (_, b) in zip(stored_costs, costs, strict=True))
-    assert all(same_bits(a, b) for a, b in zip(job["hypothesis"], hypothesis, strict=True))  # type: ignore[arg-type]
-    assert job["predicted"] == predicted and same_bits(job["accuracy"], accuracy)  # type: ignore[arg-type]
-    assert same_bits(job["final_cost"], costs[-1][1])  # type: ignore[arg-type]
+    assert all(same_bits(a, b) for a, b in zip(job["hypothesis"], hypothesis, strict=True))
+    assert job["predicted"] == predicted and same_bits(job["accuracy"], accuracy)
+    assert same_bits(job["final_cost"], costs[-1][1])
 
 
 # --- a sweep whose every outcome is known in advance (analysis, plots, housekeeping) ----------------
@@ -215,7 +217,7 @@ class Cluster:
         result = self.service.submit(validate_spec({"variants": ["nn"], "log_every": 100, **fields}))
         return result["sweep_id"], [job["id"] for job in result["jobs"]]
 
-    def job(self, job_id: str) -> dict[str, object]:
+    def job(self, job_id: str) -> Json:
         return queries.job_detail(self.url, job_id)
 
     def cost_rows(self, job_id: str) -> list[tuple[int, int]]:
@@ -223,18 +225,18 @@ class Cluster:
             rows = session.execute(select(Cost.step, Cost.attempt).where(Cost.job_id == job_id)).all()
             return [(step, attempt) for step, attempt in rows]
 
-    def wait_for_costs(self, job_id: str, timeout: float = 120) -> dict[str, object]:
+    def wait_for_costs(self, job_id: str, timeout: float = 120) -> Json:
         """Wait until the job is running and has written some costs: it is mid-job."""
         wait_until(lambda: len(self.cost_rows(job_id)) >= 2, timeout, f"{job_id} to be mid-job")
         return self.job(job_id)
 
-    def wait_finished(self, sweep_id: str, timeout: float = 240) -> dict[str, object]:
-        def finished() -> dict[str, object] | None:
+    def wait_finished(self, sweep_id: str, timeout: float = 240) -> Json:
+        def finished() -> Json | None:
             status = queries.sweep_status(self.url, sweep_id)
             counts = status["counts"]
             return status if counts["queued"] + counts["running"] == 0 else None
 
-        return wait_until(finished, timeout, f"sweep {sweep_id} to finish", interval=0.25)  # type: ignore[return-value]
+        return wait_until(finished, timeout, f"sweep {sweep_id} to finish", interval=0.25)
 
     def holder(self, job_id: str) -> ServiceProcess:
         worker_name = str(self.job(job_id)["worker"])
@@ -244,7 +246,7 @@ class Cluster:
                 return worker
         raise AssertionError(f"no worker of this test holds {job_id} ({worker_name})")
 
-    def check_invariants(self, sweep_id: str, bit_exact_sample: int | None = None) -> dict[str, object]:
+    def check_invariants(self, sweep_id: str, bit_exact_sample: int | None = None) -> Json:
         """Check every job's invariants; compare ``bit_exact_sample`` of them (all by default) with the
         seed's loop run live (long jobs make the live run the slow part of a test)."""
         results = queries.sweep_results(self.url, sweep_id)

@@ -125,7 +125,8 @@ def test_ctrl_c_leaves_jobs_unfinished_and_a_worker_finishes_them(tmp_path: Path
 
     def sweep_state() -> dict[str, int] | None:
         try:
-            return queries.sweep_status(url, queries.latest_sweep_id(url))["counts"]
+            counts: dict[str, int] = queries.sweep_status(url, queries.latest_sweep_id(url))["counts"]
+            return counts
         except Exception:
             return None
 

@@ -83,7 +83,7 @@ def test_sweeps_through_the_api_and_the_cli_complete_bit_exact(
     cli_sweep = json.loads(cli.stdout)["sweep_id"]
 
     def all_done(sweep_id: str) -> bool:
-        counts = api.get(f"/sweeps/{sweep_id}").json()["counts"]
+        counts: dict[str, int] = api.get(f"/sweeps/{sweep_id}").json()["counts"]
         return counts["succeeded"] + counts["failed"] + counts["cancelled"] == sum(counts.values())
 
     sweep_id = created.json()["sweep_id"]

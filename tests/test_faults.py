@@ -84,7 +84,7 @@ def test_killed_training_process_job_completes_exactly_once(cluster: Cluster) ->
     child.kill()
     wait_until(lambda: cluster.job(job_id)["attempt"] == 2, 30, "the job's second attempt")
     recovery = time.monotonic() - killed_at
-    results = cluster.check_invariants(cluster.wait_finished(sweep_id)["sweep_id"])  # type: ignore[arg-type]
+    results = cluster.check_invariants(cluster.wait_finished(sweep_id)["sweep_id"])
     (job,) = results["jobs"]
     assert job["state"] == "succeeded" and job["attempt"] == 2
     assert recovery < 5  # redelivered at once and taken over (not after the 3 s lease ran out)
@@ -101,7 +101,7 @@ def test_killed_worker_main_process_job_completes_on_the_other_worker(cluster: C
     holder.process.send_signal(signal.SIGKILL)
     wait_until(lambda: cluster.job(job_id)["attempt"] == 2, 30, "the other worker to take the job")
     recovery = time.monotonic() - killed_at
-    results = cluster.check_invariants(cluster.wait_finished(sweep_id)["sweep_id"])  # type: ignore[arg-type]
+    results = cluster.check_invariants(cluster.wait_finished(sweep_id)["sweep_id"])
     (job,) = results["jobs"]
     assert job["state"] == "succeeded" and job["attempt"] == 2
     assert cluster.holder(job_id) is not holder
@@ -301,7 +301,7 @@ def test_pickle_message_is_refused_and_the_worker_lives_on(sqlite_cluster: Clust
     worker.wait_for_log("ContentDisallowed", timeout=60)
     sweep_id, _ = cluster.submit(seeds=[5], steps=200)
     status = cluster.wait_finished(sweep_id, timeout=60)
-    assert status["counts"]["succeeded"] == 1  # type: ignore[index]
+    assert status["counts"]["succeeded"] == 1
 
 
 # --- Submitting --------------------------------------------------------------------------------------

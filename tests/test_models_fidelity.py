@@ -14,12 +14,12 @@ from tests.helpers import same_bits
 from xorjobs.models import TrainResult, train
 from xorjobs.models.backprop import bce_cost, gradients, initial_params
 from xorjobs.models.data import xor_data
-from xorjobs.testing.seed_scripts import run_seed_script
+from xorjobs.testing.seed_scripts import SeedRun, run_seed_script
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "reference"  # where they came from: data/README.md
 
 
-def assert_same_run(result: TrainResult, seed_run: tuple) -> None:
+def assert_same_run(result: TrainResult, seed_run: SeedRun) -> None:
     costs, hypothesis, predicted, accuracy = seed_run
     assert len(result.costs) == len(costs)
     for (step, cost), (seed_step, seed_cost) in zip(result.costs, costs, strict=True):
@@ -124,7 +124,7 @@ def test_hand_written_gradients_match_autograd_scaled_to_the_mean(dtype: torch.d
         w1, b1, w2, b2 = leaves
         a1 = 1.0 / (1.0 + torch.exp(-(x @ w1 + b1)))
         y_pred = 1.0 / (1.0 + torch.exp(-(a1 @ w2 + b2)))
-        bce_cost(y_pred, y).backward()
+        torch.autograd.backward(bce_cost(y_pred, y))
         hand = [d_w1 / 4, d_b1.sum(0) / 4, d_w2 / 4, d_b2.sum(0) / 4]
         for name, mine, leaf in zip(("w1", "b1", "w2", "b2"), hand, leaves, strict=True):
             assert leaf.grad is not None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Cluster, check_job_against_the_seed_loop, pool_children
+from tests.helpers import Cluster, Json, check_job_against_the_seed_loop, pool_children
 from tests.services import wait_until
 from xorjobs.settings import Settings
 from xorjobs.spec import validate_spec
@@ -109,7 +109,7 @@ def test_a_mixed_sweep_through_a_real_worker_is_packed_and_bit_exact(sqlite_clus
     results = queries.sweep_results(cluster.url, str(status["sweep_id"]))
     jobs = results["jobs"]
     assert len(jobs) == 180
-    by_start = {}
+    by_start: dict[tuple[str, str], list[Json]] = {}
     for job in jobs:
         by_start.setdefault((job["started_at"], job["worker"]), []).append(job)
     assert max(len(group) for group in by_start.values()) > 10  # many jobs trained as one pack

@@ -18,6 +18,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 XORJOBS = str(Path(sys.executable).with_name("xorjobs"))
 """The ``xorjobs`` console script of the running interpreter's environment."""
@@ -37,7 +40,8 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
+def wait_until(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
