@@ -4,7 +4,6 @@ cannot use into a message handed back to the queue (never an ack of a job the st
 from __future__ import annotations
 
 import logging
-import os
 import socket
 
 from celery import Task
@@ -12,6 +11,7 @@ from celery.exceptions import Reject
 
 from xorjobs.queue import TRAIN_TASK, settings_of
 from xorjobs.worker.celery_app import app
+from xorjobs.worker.liveness import holder_name
 from xorjobs.worker.runner import run_job
 from xorjobs.worker.store_match import WrongStore
 from xorjobs.worker.store_outage import StoreOutage
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def train_job(self: Task, job_id: str, store: str | None = None) -> str:  # type: ignore[type-arg]
     """Train the job ``job_id`` (``store``: the fingerprint of the store that published it)."""
     # Node name plus pid: several training processes (prefork children) share one node name.
-    worker_name = f"{self.request.hostname or socket.gethostname()}/{os.getpid()}"
+    worker_name = holder_name(self.request.hostname or socket.gethostname())
     try:
         return run_job(job_id, worker_name, settings_of(self.app), store).value
     except (StoreOutage, WrongStore) as error:
