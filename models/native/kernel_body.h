@@ -1,0 +1,136 @@
+/* One instruction set's tape interpreter: included by xor_kernel.c once per ISA, with V (the vector
+ * type), VW (floats per vector), the V* intrinsics and XK(name) (a per-ISA name) defined first.
+ *
+ * Each op works on whole slots (BLOCK floats: one value for each of BLOCK jobs) and does exactly the
+ * IEEE operation it names, once rounded: no contraction (the file is compiled with -ffp-contract=off),
+ * FMAs only where the op says FMA. Which op stands where (fused or not, which sigmoid path, which
+ * summation order) is the tape's business, decided in Python from what this machine measures.
+ */
+
+static inline void XK(sig_libm)(float *d, const float *a) {
+    /* ATen's scalar sigmoid lambda: 1 / (1 + std::exp(-a)), glibc expf. */
+    for (int l = 0; l < BLOCK; l++) d[l] = 1.0f / (1.0f + expf(-a[l]));
+}
+
+static inline void XK(sig_sleef)(float *d, const float *a, void *sleef) {
+    /* ATen's vectorised sigmoid: (1 + exp(neg(a))).reciprocal(), exp = the SLEEF entry ATen calls. */
+    VFN fn = (VFN)sleef;
+    const V one = VSET1(1.0f);
+    for (int v = 0; v < BLOCK; v += VW) {
+        V e = fn(VNEG(VLD(a + v)));
+        VST(d + v, VDIV(one, VADD(one, e)));
+    }
+}
+
+static inline void XK(bce_term)(float *d, const float *x, const float *t) {
+    /* binary_cross_entropy's loss: (t - 1) * max(log1p(-x), -100) - t * max(log(x), -100). */
+    for (int l = 0; l < BLOCK; l++) {
+        float lg1p = log1pf(-x[l]), lg = logf(x[l]);
+        float a = lg1p < -100.0f ? -100.0f : lg1p;
+        float b = lg < -100.0f ? -100.0f : lg;
+        d[l] = (t[l] - 1.0f) * a - t[l] * b;
+    }
+}
+
+static void XK(run)(const int32_t *ops, int n, float *S, void *sleef) {
+    for (int i = 0; i < n; i++) {
+        const int32_t *o = ops + 5 * i;
+        float *d = S + (size_t)o[1] * BLOCK;
+        const float *a = S + (size_t)o[2] * BLOCK;
+        const float *b = S + (size_t)o[3] * BLOCK;
+        const float *c = S + (size_t)o[4] * BLOCK;
+        int v;
+        switch (o[0]) {
+        case OP_MUL:
+            for (v = 0; v < BLOCK; v += VW) VST(d + v, VMUL(VLD(a + v), VLD(b + v)));
+            break;
+        case OP_ADD:
+            for (v = 0; v < BLOCK; v += VW) VST(d + v, VADD(VLD(a + v), VLD(b + v)));
+            break;
+        case OP_SUB:
+            for (v = 0; v < BLOCK; v += VW) VST(d + v, VSUB(VLD(a + v), VLD(b + v)));
+            break;
+        case OP_DIV:
+            for (v = 0; v < BLOCK; v += VW) VST(d + v, VDIV(VLD(a + v), VLD(b + v)));
+            break;
+        case OP_FMA:
+            for (v = 0; v < BLOCK; v += VW) VST(d + v, VFMA(VLD(a + v), VLD(b + v), VLD(c + v)));
+            break;
+        case OP_MAXC:
+            /* std::max(a, b) = a < b ? b : a (a NaN stays a NaN). */
+            for (v = 0; v < BLOCK; v += VW) VST(d + v, VSEL_LT(VLD(a + v), VLD(b + v)));
+            break;
+        case OP_COPY:
+            for (v = 0; v < BLOCK; v += VW) VST(d + v, VLD(a + v));
+            break;
+        case OP_SIG_LIBM:
+            XK(sig_libm)(d, a);
+            break;
+        case OP_SIG_CLONE:
+            XK(sig_clone)(d, a);
+            break;
+        case OP_SIG_SLEEF:
+            XK(sig_sleef)(d, a, sleef);
+            break;
+        case OP_BCE_TERM:
+            XK(bce_term)(d, a, b);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static int XK(any_nan)(const float *S, const int32_t *slots, int count, int *lane_nan) {
+    int any = 0;
+    for (int l = 0; l < BLOCK; l++) lane_nan[l] = 0;
+    for (int s = 0; s < count; s++) {
+        const float *p = S + (size_t)slots[s] * BLOCK;
+        for (int l = 0; l < BLOCK; l++)
+            if (p[l] != p[l]) lane_nan[l] = any = 1;
+    }
+    return any;
+}
+
+static void XK(train)(const xk_pack *p, int step0, int step1, float *costs, int32_t *fail_step,
+                      float *hyp_out) {
+    size_t bytes = (size_t)p->nslots * BLOCK * sizeof(float);
+    float *S = (float *)aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!S) return;
+    int lane_nan[BLOCK];
+    for (int j0 = 0; j0 < p->jobs; j0 += BLOCK) {
+        memcpy(S, p->init, bytes);
+        for (int r = 0; r < p->rows; r++)
+            memcpy(S + (size_t)(p->param_slot + r) * BLOCK, p->theta + (size_t)r * p->jobs + j0,
+                   BLOCK * sizeof(float));
+        memcpy(S + (size_t)p->alpha_slot * BLOCK, p->alpha + j0, BLOCK * sizeof(float));
+        int logged = 0;
+        for (int step = step0; step < step1; step++) {
+            XK(run)(p->ops, p->n_forward, S, p->sleef);
+            int log_now = step % p->log_every == 0;
+            if (log_now || step == p->last_step) {
+                /* Solo's BCELoss raises at the first step whose hypothesis holds a NaN. */
+                if (XK(any_nan)(S, p->hyp_slots, p->n_hyp, lane_nan))
+                    for (int l = 0; l < BLOCK; l++)
+                        if (lane_nan[l] && fail_step[j0 + l] > step) fail_step[j0 + l] = step;
+            }
+            if (log_now) {
+                XK(run)(p->ops + 5 * p->n_forward, p->n_cost, S, p->sleef);
+                memcpy(costs + (size_t)logged * p->jobs + j0, S + (size_t)p->cost_slot * BLOCK,
+                       BLOCK * sizeof(float));
+                logged++;
+            }
+            XK(run)(p->ops + 5 * (p->n_forward + p->n_cost), p->n_backward, S, p->sleef);
+        }
+        if (hyp_out) {
+            XK(run)(p->ops, p->n_forward, S, p->sleef);
+            for (int s = 0; s < p->n_hyp; s++)
+                memcpy(hyp_out + (size_t)s * p->jobs + j0, S + (size_t)p->hyp_slots[s] * BLOCK,
+                       BLOCK * sizeof(float));
+        }
+        for (int r = 0; r < p->rows; r++)
+            memcpy(p->theta + (size_t)r * p->jobs + j0, S + (size_t)(p->param_slot + r) * BLOCK,
+                   BLOCK * sizeof(float));
+    }
+    free(S);
+}

@@ -1,0 +1,284 @@
+"""The native bit-exact engine: ``nn`` and ``wide_deep`` packs trained by a C kernel, every member bit
+for bit equal to its solo ``models.train`` run.
+
+``models.packed_exact`` reaches solo's numbers with ~100 torch ops per step over rows of jobs and is
+bound by per-op dispatch. This engine runs the same arithmetic paths (``models.native_tape`` writes them
+down: the measured sgemm trees, ATen's sigmoid split, SLEEF and glibc ``expf``, the solo sums, fused
+SGD) as one tape that the kernel (``models.native_kernel``) runs over blocks of jobs held in cache, a
+job per vector lane, all steps of a progress interval in one call.
+
+It runs only where it was built and where its start-up self-check passes on this machine: per-primitive
+probes (``models.native_probes``) *and* whole runs compared with solo ones (``models.self_check``).
+Elsewhere (no build, a capability other than AVX2/AVX-512, a failed check) callers use the exact
+packed engine, which gives the same numbers more slowly. ``backprop`` is not offered: its script's
+``torch.exp``/``torch.log`` are MKL VML, whose algorithm the kernel does not reproduce.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_STEPS
+from xorjobs.models.cost_log import PackedCostLog
+from xorjobs.models.data import xor_data
+from xorjobs.models.engine import PackedMemberError, PackProgressCallback
+from xorjobs.models.initial_weights import sequential_init
+from xorjobs.models.kernel_paths import sum4
+from xorjobs.models.native_kernel import (
+    Kernel,
+    KernelChoices,
+    Pack,
+    library_path,
+    load_kernel,
+    machine_choices,
+    sleef_available,
+)
+from xorjobs.models.native_tape import SequentialTape, sequential_tape
+from xorjobs.models.pack_loop import _solo_error, check_jobs
+from xorjobs.models.result import TrainResult
+from xorjobs.models.self_check import matches_solo
+from xorjobs.models.train import describe_device
+
+log = logging.getLogger(__name__)
+
+NATIVE_VARIANTS = frozenset({"nn", "wide_deep"})
+_NEVER_FAILED = np.iinfo(np.int32).max
+_TARGET_CALL_SECONDS = 0.25  # steps per kernel call are sized to about this, so progress flows
+
+
+@dataclass(frozen=True)
+class _Ready:
+    kernel: Kernel
+    choices: KernelChoices
+
+
+class NativeEngine:
+    """The ``Engine`` that packs ``nn``/``wide_deep`` on the CPU in native code, solo's numbers exactly.
+
+    ``choices`` and ``library`` default to what this machine reports and the installed build; tests
+    pass others (a wrong primitive, a missing library) to see the self-check refuse them.
+    """
+
+    name = "native"
+    packs = True
+
+    def __init__(
+        self, choices: KernelChoices | None = None, library: Path | str | None = "installed"
+    ) -> None:
+        self._choices = choices
+        self._library = library
+        self._checked: dict[tuple[str, int], bool] = {}
+
+    # --- availability ------------------------------------------------------------------------------
+
+    def unavailable_reason(self) -> str | None:
+        """Why this engine cannot run here at all (``None``: it can; the self-check decides the rest)."""
+        return self._ready()[1]
+
+    def _ready(self) -> tuple[_Ready | None, str | None]:
+        path = library_path() if self._library == "installed" else self._library
+        kernel = load_kernel(Path(path) if path is not None else None)
+        if kernel is None:
+            return None, "the native kernel is not built on this machine"
+        choices = self._choices if self._choices is not None else machine_choices()
+        if choices is None:
+            capability = torch.backends.cpu.get_cpu_capability()
+            return None, f"no native code path for CPU capability {capability}"
+        if not kernel.supports(choices.isa):
+            return None, "this CPU lacks the kernel's instruction set"
+        if not sleef_available(choices):
+            return None, f"torch's library has no {choices.sleef_symbol}"
+        return _Ready(kernel, choices), None
+
+    def self_check(self, variant: str, device: str, steps: int) -> bool:
+        """Per-primitive probes, then packs compared with solo runs bit for bit (cached per process)."""
+        if torch.device(device).type != "cpu" or variant not in NATIVE_VARIANTS:
+            return False
+        key = (variant, steps)
+        if key not in self._checked:
+            self._checked[key] = self._check(variant, steps)
+        return self._checked[key]
+
+    def _check(self, variant: str, steps: int) -> bool:
+        from xorjobs.models.native_probes import failed_probes
+
+        ready, reason = self._ready()
+        if ready is None:
+            log.info("native engine off for %s: %s", variant, reason)
+            return False
+        failures = failed_probes(ready.kernel, ready.choices, variant)
+        if failures:
+            log.warning("native engine off for %s: probes differ from solo: %s", variant, ", ".join(failures))
+            return False
+        return matches_solo(self, variant, steps)
+
+    # --- training ----------------------------------------------------------------------------------
+
+    def train(
+        self,
+        variant: str,
+        seeds: Sequence[int],
+        lrs: Sequence[float],
+        *,
+        steps: int = DEFAULT_STEPS,
+        log_every: int = DEFAULT_LOG_EVERY,
+        device: str = "cpu",
+        on_progress: PackProgressCallback | None = None,
+        progress_interval_s: float = 2.0,
+    ) -> list[TrainResult]:
+        check_jobs(variant, seeds, lrs)
+        if variant not in NATIVE_VARIANTS:
+            raise ValueError(f"the native engine trains {' and '.join(sorted(NATIVE_VARIANTS))} only")
+        torch_device = torch.device(device)
+        if torch_device.type != "cpu":
+            raise ValueError("the native engine runs on the CPU only")
+        if log_every < 1:
+            raise ValueError("log_every must be at least 1")
+        if not seeds:
+            return []
+        ready, reason = self._ready()
+        if ready is None:
+            raise RuntimeError(f"the native engine cannot run here: {reason}")
+        run = _NativeRun(ready, variant, seeds, lrs, steps, log_every)
+        log_ = PackedCostLog(len(seeds), on_progress, progress_interval_s)
+        final, fail_step = run.train(log_)
+        return _results(final, fail_step, log_, torch_device)
+
+
+class _NativeRun:
+    """One pack's buffers and the kernel calls that train it."""
+
+    def __init__(
+        self,
+        ready: _Ready,
+        variant: str,
+        seeds: Sequence[int],
+        lrs: Sequence[float],
+        steps: int,
+        log_every: int,
+    ) -> None:
+        self.kernel, self.choices = ready.kernel, ready.choices
+        block = self.kernel.block
+        self.jobs = len(seeds)
+        self.padded = -(-self.jobs // block) * block
+        self.steps = steps
+        # Any interval longer than the run logs step 0 only; the kernel's counter is 32-bit.
+        self.log_every = min(log_every, max(steps, 1))
+        self.tape: SequentialTape = _tape(variant, self.choices, block)
+        self.theta = _initial_theta(self.tape, seeds, self.padded)
+        # SGD's alpha: the double -lr cast to float by the add kernel; padding lanes do not move.
+        self.alpha = np.zeros(self.padded, dtype=np.float32)
+        self.alpha[: self.jobs] = np.array([-float(lr) for lr in lrs], dtype=np.float64).astype(np.float32)
+        self.fail_step = np.full(self.padded, _NEVER_FAILED, dtype=np.int32)
+        tape = self.tape
+        self.pack = Pack(
+            ops=tape.ops.ctypes.data,
+            n_forward=tape.n_forward,
+            n_cost=tape.n_cost,
+            n_backward=tape.n_backward,
+            init=tape.init.ctypes.data,
+            nslots=tape.init.shape[0],
+            theta=self.theta.ctypes.data,
+            rows=tape.rows,
+            param_slot=tape.param_slot,
+            alpha=self.alpha.ctypes.data,
+            alpha_slot=tape.alpha_slot,
+            jobs=self.padded,
+            hyp_slots=tape.hyp_slots.ctypes.data,
+            n_hyp=len(tape.hyp_slots),
+            cost_slot=tape.cost_slot,
+            log_every=self.log_every,
+            last_step=steps - 1,
+            sleef=0,
+        )
+        from xorjobs.models.native_kernel import sleef_entry
+
+        self.pack.sleef = sleef_entry(self.choices)
+
+    def train(self, cost_log: PackedCostLog) -> tuple[torch.Tensor, np.ndarray]:
+        """Every step, logging costs as they come; ``(final hypothesis (4, jobs), first failed step)``."""
+        hyp = np.empty((4, self.padded), dtype=np.float32)
+        step, chunk = 0, max(1, min(self.steps, 200_000 // self.padded))
+        while True:
+            end = min(self.steps, step + chunk)
+            logged = list(range(-(-step // self.log_every) * self.log_every, end, self.log_every))
+            costs = np.empty((len(logged), self.padded), dtype=np.float32)
+            started = time.monotonic()
+            self.kernel.train(
+                self.choices, self.pack, step, end, costs, self.fail_step, hyp if end == self.steps else None
+            )
+            elapsed = time.monotonic() - started
+            fail_step = torch.from_numpy(self.fail_step[: self.jobs].copy())
+            values = torch.from_numpy(costs[:, : self.jobs])
+            for index, logged_step in enumerate(logged):
+                cost_log.log(logged_step, values[index], fail_step > logged_step)
+            if end == self.steps:
+                break
+            # Aim each call at ~_TARGET_CALL_SECONDS so on_progress is called about as often as asked.
+            chunk = max(1, int((end - step) / max(elapsed, 1e-6) * _TARGET_CALL_SECONDS))
+            step = end
+        return torch.from_numpy(hyp[:, : self.jobs].copy()), self.fail_step[: self.jobs].copy()
+
+
+_TAPES: dict[tuple[str, KernelChoices, int], SequentialTape] = {}
+
+
+def _tape(variant: str, choices: KernelChoices, block: int) -> SequentialTape:
+    key = (variant, choices, block)
+    if key not in _TAPES:
+        _TAPES[key] = sequential_tape(variant, choices, block)
+    return _TAPES[key]
+
+
+def _initial_theta(tape: SequentialTape, seeds: Sequence[int], padded: int) -> np.ndarray:
+    """Every job's ``nn.Linear`` default init (``models.initial_weights``), as (rows, padded) rows of
+    W (in, out) then b per layer; padding lanes are zeros."""
+    theta = np.zeros((tape.rows, padded), dtype=np.float32)
+    columns = []
+    for seed in seeds:
+        parts = []
+        for weight, bias in sequential_init(tape.shapes, seed):
+            parts += [weight.t().reshape(-1), bias]
+        columns.append(torch.cat(parts))
+    theta[:, : len(seeds)] = torch.stack(columns, dim=1).numpy()
+    return theta
+
+
+def _results(
+    final: torch.Tensor, fail_step: np.ndarray, cost_log: PackedCostLog, device: torch.device
+) -> list[TrainResult]:
+    """``models.pack_loop.run_pack``'s ending: labels, accuracy, and failed members reported."""
+    jobs = final.shape[1]
+    y = xor_data(torch.device("cpu"))[1][:, 0:1]
+    predicted = (final > 0.5).float()
+    accuracy = sum4((predicted == y).float(), out=torch.empty(jobs)) / 4
+    cost_log.flush()
+    device_name, cpu_capability = describe_device(device)
+    hypotheses, labels, accuracies = final.t().tolist(), predicted.t().tolist(), accuracy.tolist()
+    results: list[TrainResult | None] = []
+    errors: dict[int, RuntimeError] = {}
+    for job in range(jobs):
+        if fail_step[job] != _NEVER_FAILED:
+            errors[job] = _solo_error(final[:, job])
+            results.append(None)
+            continue
+        results.append(
+            TrainResult(
+                costs=cost_log.costs[job],
+                hypothesis=hypotheses[job],
+                predicted=labels[job],
+                accuracy=accuracies[job],
+                device_name=device_name,
+                cpu_capability=cpu_capability,
+            )
+        )
+    if errors:
+        raise PackedMemberError(errors, results, {job: cost_log.costs[job] for job in errors})
+    return [r for r in results if r is not None]
