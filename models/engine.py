@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_STEPS
 from xorjobs.models.result import TrainResult
 
 CostChunk = list[tuple[int, float]]
@@ -71,8 +72,8 @@ class Engine(Protocol):
         seeds: Sequence[int],
         lrs: Sequence[float],
         *,
-        steps: int = 10001,
-        log_every: int = 100,
+        steps: int = DEFAULT_STEPS,
+        log_every: int = DEFAULT_LOG_EVERY,
         device: str = "cpu",
         on_progress: PackProgressCallback | None = None,
         progress_interval_s: float = 2.0,

@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from xorjobs.analysis import DEFAULT_THRESHOLD
 from xorjobs.api.deps import SESSION_COOKIE, is_authenticated, session_value
+from xorjobs.defaults import JOB_STATES, SWEEP_ID_PREFIX, TERMINAL_STATES
 
 router = APIRouter(include_in_schema=False)
 
@@ -41,9 +42,18 @@ GROUPINGS = ("variant", "variant,lr", "lr", "seed", "device")
 """The group-by choices the dashboard offers (any comma list of ``GROUP_FIELDS`` works in the API)."""
 
 
+PAGE_CONSTANTS = {
+    "job_states": " ".join(JOB_STATES),
+    "terminal_states": " ".join(state for state in JOB_STATES if state in TERMINAL_STATES),
+    "sweep_id_prefix": SWEEP_ID_PREFIX,
+}
+"""What dashboard.js reads from ``<body data-...>`` instead of writing it out again (xorjobs/defaults.py)."""
+
+
 def _page(title: str, body: str, page: str, **data: str) -> str:
     attributes = "".join(
-        f' data-{name.replace("_", "-")}="{html.escape(value)}"' for name, value in data.items()
+        f' data-{name.replace("_", "-")}="{html.escape(value)}"'
+        for name, value in {**PAGE_CONSTANTS, **data}.items()
     )
     return f"""<!doctype html>
 <html lang="en">

@@ -4,8 +4,10 @@
 "use strict";
 
 (() => {
-  const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
-  const TERMINAL = ["succeeded", "failed", "cancelled"];
+  // Defined once, in xorjobs/defaults.py; the page carries them as <body data-...> (api/routes/dashboard.py).
+  const STATES = document.body.dataset.jobStates.split(" ");
+  const TERMINAL = document.body.dataset.terminalStates.split(" ");
+  const SWEEP_ID_PREFIX = document.body.dataset.sweepIdPrefix;
   const POLL_MS = 1000;
   const PLOT_REFRESH_MS = 3000;
   const DETAILS_REFRESH_MS = 2000;
@@ -95,7 +97,7 @@
 
   function selectedFromHash() {
     const id = decodeURIComponent(location.hash.slice(1));
-    return id.startsWith("sw-") ? id : null;
+    return id.startsWith(SWEEP_ID_PREFIX) ? id : null;
   }
 
   function renderSweeps(sweeps) {
