@@ -13,7 +13,7 @@ import pytest
 
 from xorjobs.models import train
 from xorjobs.models.engine import CostChunk, PackedMemberError
-from xorjobs.models.engines import BATCHED, ENGINES, EXACT, SOLO, engine_named, packing_engines
+from xorjobs.models.engines import BATCHED, ENGINES, EXACT, NATIVE, SOLO, engine_named, packing_engines
 from xorjobs.models.packed import same_result, train_packed
 
 
@@ -22,16 +22,19 @@ def test_the_registry_names_each_engine_once() -> None:
         "solo": "solo",
         "exact": "exact",
         "batched": "batched",
+        "native": "native",
     }
     assert engine_named("exact") is EXACT
-    with pytest.raises(ValueError, match="unknown engine 'native'; expected one of solo, exact, batched"):
-        engine_named("native")
+    with pytest.raises(
+        ValueError, match="unknown engine 'fast'; expected one of solo, exact, batched, native"
+    ):
+        engine_named("fast")
     with pytest.raises(ValueError, match="unknown engine"):
-        train_packed("nn", [1], [0.1], engine="native")
+        train_packed("nn", [1], [0.1], engine="fast")
 
 
 def test_which_engines_pack_where() -> None:
-    assert packing_engines("cpu") == (EXACT,)
+    assert packing_engines("cpu") == (NATIVE, EXACT)
     assert packing_engines("cuda") == (BATCHED,)
     assert [engine.packs for engine in (SOLO, EXACT, BATCHED)] == [False, True, True]
     assert SOLO.self_check("nn", "cpu", 10)
