@@ -23,11 +23,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from xorjobs.defaults import DEFAULT_STEPS, VARIANTS
 from xorjobs.models import train
 from xorjobs.models.packed import train_packed
 
 RESULTS = Path(__file__).resolve().parent / "results" / "packed_trainer.json"
-FULL_STEPS = 10001
+FULL_STEPS = DEFAULT_STEPS
 LRS = (0.01, 0.1, 0.5, 1.0, 5.0)
 
 
@@ -81,7 +82,7 @@ def measure(variant: str, sizes: list[int], steps: int, solo_jobs: int, repeats:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", default=["nn", "wide_deep", "backprop"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[1, 16, 64, 256, 1000])
     parser.add_argument("--steps", type=int, default=200, help="steps per timed run")
     parser.add_argument("--solo-jobs", type=int, default=3)

@@ -32,11 +32,12 @@ from typing import Any
 import torch
 
 from bench.stack import running_stack
+from xorjobs.defaults import DEFAULT_STEPS
 from xorjobs.store import queries
 from xorjobs.testing.seed_scripts import run_seed_script
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
-STEPS = 10001
+STEPS = DEFAULT_STEPS
 LRS = (0.1, 0.5, 1.0, 5.0)
 TARGETS = {"nn": 300.0, "wide_deep": 100.0}
 PACKED = "xorjobs packed: CLI->API->Redis->workers->SQLite (whole sweep)"

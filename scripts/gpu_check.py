@@ -29,14 +29,14 @@ from typing import Any
 
 import torch
 
+from xorjobs.defaults import DEFAULT_STEPS, VARIANTS
 from xorjobs.models import train
 from xorjobs.models.packed import train_packed
 from xorjobs.models.packed_batched import BatchedEngine
 
-STEPS = int(os.environ.get("GPU_CHECK_STEPS", "10001"))  # fewer only for a dry run without a GPU
+STEPS = int(os.environ.get("GPU_CHECK_STEPS", str(DEFAULT_STEPS)))  # fewer only for a dry run without a GPU
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda")  # "cpu" only for a dry run of this script
 LRS = (0.1, 0.5, 1.0, 5.0)
-VARIANTS = ("nn", "wide_deep", "backprop")
 SAMPLE = 64
 
 

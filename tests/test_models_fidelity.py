@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.helpers import same_bits
+from xorjobs.defaults import VARIANTS
 from xorjobs.models import TrainResult, train
 from xorjobs.models.backprop import bce_cost, gradients, initial_params
 from xorjobs.models.data import xor_data
@@ -30,7 +31,7 @@ def assert_same_run(result: TrainResult, seed_run: SeedRun) -> None:
     assert same_bits(result.accuracy, accuracy)
 
 
-@pytest.mark.parametrize("variant", ["nn", "wide_deep", "backprop"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_equals_reference_file_bit_for_bit(variant: str) -> None:
     """Ours equals the seed's script run here, and the reference file wherever the seed's script does.
 
@@ -80,7 +81,7 @@ def test_variant_equals_the_seed_loop_run_live(
     )
 
 
-@pytest.mark.parametrize("variant", ["nn", "wide_deep", "backprop"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_diverging_run_completes_with_non_finite_costs(variant: str) -> None:
     result = train(variant, 3, 1000.0, steps=400, log_every=20)
     seed_run = run_seed_script(variant, 3, 1000.0, 400, 20)
@@ -90,11 +91,7 @@ def test_diverging_run_completes_with_non_finite_costs(variant: str) -> None:
 
 def test_a_huge_learning_rate_really_produces_non_finite_costs() -> None:
     # Guards the test above: at least one variant must actually diverge at lr=1000.
-    costs = [
-        cost
-        for variant in ("nn", "wide_deep", "backprop")
-        for _, cost in train(variant, 3, 1000.0, 400, 20).costs
-    ]
+    costs = [cost for variant in VARIANTS for _, cost in train(variant, 3, 1000.0, 400, 20).costs]
     assert any(not math.isfinite(cost) for cost in costs)
 
 

@@ -14,11 +14,11 @@ import math
 import pytest
 import torch
 
+from xorjobs.defaults import VARIANTS
 from xorjobs.models import train
 from xorjobs.models.packed import PackedMemberError, train_packed
 from xorjobs.models.packed_batched import BatchedEngine
 
-VARIANTS = ("nn", "wide_deep", "backprop")
 SEEDS = [0, 1, 777, 2**31 - 1, 12345]
 LRS = [0.01, 0.1, 1.0, 5.0, 0.5]
 
