@@ -294,3 +294,16 @@ def test_a_holder_in_another_pid_namespace_is_never_presumed_dead() -> None:
         sleeper.kill()
         sleeper.wait()
     assert holder_is_dead(on_the_host)  # gone, in our namespace: taken over without waiting for the lease
+
+
+def test_settings_keep_the_lease_several_heartbeats_long() -> None:
+    """A pack of 500 on a CPU-starved machine let a 3 s lease lapse with a beat 6x shorter; the
+    heartbeat now keeps its cadence (measured: at most 1.54 intervals between renewals under 4.5x CPU
+    oversubscription) and Settings refuse a lease shorter than MIN_LEASE_PER_HEARTBEAT beats."""
+    from pydantic import ValidationError
+
+    from xorjobs.settings import MIN_LEASE_PER_HEARTBEAT, Settings
+
+    assert Settings(lease_seconds=3, heartbeat_seconds=0.5).lease_seconds == 3  # the fault tests' timings
+    with pytest.raises(ValidationError, match="heartbeat_seconds"):
+        Settings(lease_seconds=MIN_LEASE_PER_HEARTBEAT * 0.5 - 0.1, heartbeat_seconds=0.5)

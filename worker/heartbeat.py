@@ -3,12 +3,18 @@
 It beats independently of the training loop's log cadence (a job may log rarely). Members whose attempt
 was fenced off (re-queued, cancelled, taken over) are recorded in ``lost``; once every member is lost,
 ``check`` raises in the training thread at its next progress report, and training stops.
+
+Beats keep a start-to-start cadence (a slow renewal does not push the next one back), and the thread
+measures what matters for the lease: the longest time between two successful renewals
+(``longest_gap_seconds``), with a warning when it passes half the lease, the margin that
+``Settings`` keeps with ``MIN_LEASE_PER_HEARTBEAT``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from xorjobs.errors import LeaseLost
@@ -28,9 +34,13 @@ class Heartbeat:
         self._interval = interval_seconds
         self._stop = threading.Event()
         self.lost: set[str] = set()
+        self.longest_gap_seconds = 0.0
+        """The longest time between two renewals (the claim counting as the first) so far."""
+        self._renewed_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="xorjobs-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
+        self._renewed_at = time.monotonic()
         self._thread.start()
         return self
 
@@ -44,11 +54,30 @@ class Heartbeat:
             raise LeaseLost(f"{', '.join(sorted(self.lost))}: this attempt no longer owns the job(s)")
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        next_beat = time.monotonic() + self._interval
+        while not self._stop.wait(max(0.0, next_beat - time.monotonic())):
+            next_beat = time.monotonic() + self._interval
             owned = [claim for claim in self._claims if claim.job_id not in self.lost]
             try:
                 self.lost |= renew_pack(self._url, owned, self._lease_seconds)
-            except Exception:  # a database blip: keep beating; the lease is longer than one interval
-                log.warning("heartbeat failed; retrying", exc_info=True)
+            except Exception as error:  # a database blip: keep beating; the lease is longer than one interval
+                log.warning(
+                    "heartbeat failed; retrying: %s", str(error).splitlines()[0] if str(error) else error
+                )
+            else:
+                self._record_renewal()
             if len(self.lost) == len(self._claims):
                 return
+
+    def _record_renewal(self) -> None:
+        now = time.monotonic()
+        gap, self._renewed_at = now - self._renewed_at, now
+        self.longest_gap_seconds = max(self.longest_gap_seconds, gap)
+        if gap > self._lease_seconds / 2:
+            log.warning(
+                "heartbeat: %.1f s between lease renewals (lease %.1f s, beat every %.1f s): this worker is "
+                "short of CPU or its store is slow, and its jobs may be taken over",
+                gap,
+                self._lease_seconds,
+                self._interval,
+            )
