@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from celery import Celery
@@ -9,7 +10,10 @@ from celery import Celery
 from xorjobs.errors import Unreachable
 from xorjobs.queue import publish
 from xorjobs.spec import SweepSpec
+from xorjobs.store.retry import is_transient_store_error
 from xorjobs.store.sweeps import CreatedSweep, create_sweep, mark_published
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,5 +37,12 @@ def submit_sweep(url: str, app: Celery, spec: SweepSpec, idempotency_key: str | 
         published = publish(app, sweep.jobs)
     except Unreachable:
         published = []
-    mark_published(url, published)
+    try:
+        mark_published(url, published)
+    except Exception as error:
+        if not is_transient_store_error(error):
+            raise
+        # Committed and on the queue: the submit succeeded. Only the outbox mark is missing, so a
+        # worker's relay may publish these again; a duplicate message finds nothing to claim.
+        log.warning("sweep %s: published, but not yet marked so in the store: %s", sweep.sweep_id, error)
     return Submission(sweep, unpublished=len(sweep.jobs) - len(published))
