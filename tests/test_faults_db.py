@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from tests.ci import require
-from tests.helpers import Cluster
+from tests.helpers import Cluster, record_figure
 from tests.services import start_worker, wait_until
 from xorjobs.spec import validate_spec
 from xorjobs.store.claims import Claim, claim_job
@@ -136,6 +136,7 @@ def test_publisher_and_pack_heartbeat_on_the_same_rows_never_deadlock(
         for thread in threads:
             thread.join(60)
     assert errors == []
+    record_figure("publisher_vs_pack_heartbeat_deadlocks_in_20_rounds", len(errors))
     # Not merely retried: with one lock order there is no deadlock to retry.
     assert not [record for record in caplog.records if "transient store error" in record.getMessage()]
     with write_session(postgres_url) as session:
@@ -254,6 +255,7 @@ def test_the_reaper_skips_rows_a_stuck_transaction_holds(postgres_url: str) -> N
         wait_until(reaped_the_rest, 10, "the stuck transaction's jobs to be re-queued", interval=0.5)
         recovered_after = time.monotonic() - locked_at
         assert sorted(rest) == sorted(job_ids[:3])
+        record_figure("stuck_transaction_jobs_requeued_after_seconds", round(recovered_after, 2))
         assert recovered_after < 1.0 + 2.0 + 3 * 0.5 + 1.0  # lease + idle limit + a few reap intervals
         with pytest.raises(Exception, match="idle-in-transaction timeout"):
             stuck.execute(select(1))  # the server did end the stuck session
