@@ -45,7 +45,8 @@ def test_expansion_order_is_variant_then_seed_then_lr_as_given() -> None:
 @given(
     variants=st.lists(st.sampled_from(["nn", "wide_deep", "backprop"]), min_size=1, max_size=3, unique=True),
     seeds=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=20, unique=True),
-    lrs=st.lists(st.floats(min_value=1e-6, max_value=1000), min_size=1, max_size=20, unique=True),
+    # Distinct in float32, which the models train in (two rates equal there are one job twice: refused).
+    lrs=st.lists(st.floats(min_value=2**-20, max_value=1000, width=32), min_size=1, max_size=20, unique=True),
 )
 @settings(max_examples=200, deadline=None)
 def test_expansion_has_one_job_per_combination(
@@ -67,7 +68,8 @@ def test_invalid_spec_names_the_field(fields: dict[str, object], field: str) -> 
 
 def test_boundaries_are_accepted() -> None:
     spec = validate_spec(
-        {"seeds": [0, 2**63 - 1], "lrs": [1000.0, 5e-324], "steps": 1_000_000, "log_every": 1_000_000}
+        # 2**-149: the smallest positive float32 (a smaller rate rounds to 0 there and is refused).
+        {"seeds": [0, 2**63 - 1], "lrs": [1000.0, 2**-149], "steps": 1_000_000, "log_every": 1_000_000}
     )
     assert spec.job_count == 12
     assert validate_spec({"seeds": list(range(MAX_JOBS_PER_SWEEP)), "variants": ["nn"]}).job_count == 10_000

@@ -32,6 +32,20 @@ DEFAULT_SEED = 777
 DEFAULT_LR = 1.0
 """The seed scripts' SGD learning rate."""
 
+MAX_COST_POINTS_PER_JOB = 10_001
+"""Most logged costs one job may store: every step of the seed's 10,001-step run. ``--steps 1000000
+--log-every 1`` would write a million rows per job; the sweep is refused instead, naming --log-every."""
+
+MAX_COST_POINTS_PER_SWEEP = 2_000_000
+"""Most logged costs one sweep may store (about 100 MB of rows). The largest sweep at the seed's interval,
+10,000 jobs x 101 points, fits twice over; 10,000 jobs logging 10,001 points each (100 M rows) do not."""
+
+
+def cost_points(steps: int, log_every: int) -> int:
+    """How many costs a job of ``steps`` steps logs: one at every step with ``step % log_every == 0``."""
+    return (steps - 1) // log_every + 1 if steps >= 1 and log_every >= 1 else 0
+
+
 # --- job states -------------------------------------------------------------------------------------
 
 

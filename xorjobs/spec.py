@@ -7,13 +7,26 @@ schema) and the CLI (which parses its flags into the same model). Limits are iss
 from __future__ import annotations
 
 import math
+import re
+import struct
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_LR, DEFAULT_SEED, DEFAULT_STEPS, VARIANTS, Variant
+from xorjobs.defaults import (
+    DEFAULT_LOG_EVERY,
+    DEFAULT_LR,
+    DEFAULT_SEED,
+    DEFAULT_STEPS,
+    MAX_COST_POINTS_PER_JOB,
+    MAX_COST_POINTS_PER_SWEEP,
+    VARIANTS,
+    Variant,
+    cost_points,
+)
 from xorjobs.errors import InvalidSpec
 
 Device = Literal["cpu", "cuda"]
@@ -27,6 +40,12 @@ MAX_STEPS = 1_000_000
 MAX_JOBS_PER_SWEEP = 10_000
 """A sweep expands to at most this many jobs."""
 MAX_NAME_LENGTH = 200
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+"""The store's column holds 200 characters; the CLI (embedded or not) and the API refuse longer keys."""
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+"""An idempotency key is printable ASCII (letters, digits, punctuation, inner spaces), so it travels in an
+HTTP header unchanged: header values are ASCII, and leading or trailing spaces are stripped on the way."""
 
 Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 LearningRate = Annotated[float, Field(strict=True, gt=0, le=MAX_LR, allow_inf_nan=False)]
@@ -58,6 +77,35 @@ class SweepSpec(BaseModel):
                 return {**data, "log_every": min(DEFAULT_LOG_EVERY, steps)}
         return data
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str | None) -> str | None:
+        """Names are printed in terminals and tables: a control character (ESC, BEL, a newline, DEL, ...)
+        could rewrite another user's screen or split a row, so it is refused rather than stored."""
+        if name is not None:
+            bad = first_control_character(name)
+            if bad is not None:
+                raise ValueError(f"contains the control character U+{ord(bad):04X}; use printable text")
+        return name
+
+    @field_validator("lrs")
+    @classmethod
+    def _lrs_in_float32(cls, lrs: list[float]) -> list[float]:
+        """The models train in float32, so a rate is what it rounds to there: 1e-320 is 0 (SGD would not
+        move), and 0.1 and 0.10000000001 are one job twice."""
+        seen: dict[float, float] = {}
+        for index, lr in enumerate(lrs):
+            single = as_float32(lr)
+            if single == 0:
+                raise ValueError(f"lrs.{index}: {lr!r} rounds to 0 in float32 (the models train in float32)")
+            if single in seen:
+                raise ValueError(
+                    f"lrs: {seen[single]!r} and {lr!r} are the same learning rate in float32 "
+                    "(each combination runs once)"
+                )
+            seen[single] = lr
+        return lrs
+
     @model_validator(mode="after")
     def _check_combinations(self) -> SweepSpec:
         if self.log_every > self.steps:
@@ -69,6 +117,17 @@ class SweepSpec(BaseModel):
         count = self.job_count
         if count > MAX_JOBS_PER_SWEEP:
             raise ValueError(f"the sweep has {count} jobs; at most {MAX_JOBS_PER_SWEEP} are allowed")
+        per_job = cost_points(self.steps, self.log_every)
+        if per_job > MAX_COST_POINTS_PER_JOB:
+            raise ValueError(
+                f"log_every: steps {self.steps} logged every {self.log_every} is {per_job} cost points per "
+                f"job; at most {MAX_COST_POINTS_PER_JOB} are stored (log less often or train fewer steps)"
+            )
+        if per_job * count > MAX_COST_POINTS_PER_SWEEP:
+            raise ValueError(
+                f"log_every: {count} jobs x {per_job} cost points is {per_job * count}; a sweep stores at "
+                f"most {MAX_COST_POINTS_PER_SWEEP} (log less often, train fewer steps or split the sweep)"
+            )
         return self
 
     @property
@@ -83,6 +142,34 @@ class SweepSpec(BaseModel):
 def queue_for(device: str) -> str:
     """CPU jobs go to queue ``cpu``, CUDA jobs to ``gpu``."""
     return "gpu" if device == "cuda" else "cpu"
+
+
+def as_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32 (what the models compute with)."""
+    single: float = struct.unpack("f", struct.pack("f", value))[0]
+    return single
+
+
+def first_control_character(text: str) -> str | None:
+    """The first character of ``text`` a terminal would act on instead of print: C0 and C1 controls
+    (ESC, BEL, newline, ...), DEL, and the Unicode line and paragraph separators."""
+    for character in text:
+        if unicodedata.category(character) in ("Cc", "Zl", "Zp"):
+            return character
+    return None
+
+
+def check_idempotency_key(key: str, field: str = "Idempotency-Key") -> str:
+    """The one rule for idempotency keys, in embedded and server mode alike (``IDEMPOTENCY_KEY_PATTERN``)."""
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise InvalidSpec(field, f"{len(key)} characters; at most {MAX_IDEMPOTENCY_KEY_LENGTH} are allowed")
+    if re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is None:
+        raise InvalidSpec(
+            field,
+            f"{key!r} is not printable ASCII without leading or trailing spaces "
+            "(letters, digits, punctuation and inner spaces; a UUID is a good key)",
+        )
+    return key
 
 
 def _first_duplicate(values: Iterable[object]) -> object | None:
@@ -121,8 +208,7 @@ def validate_spec(fields: dict[str, object]) -> SweepSpec:
     except ValidationError as error:
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"]) or _field_in_message(first["msg"])
-        message = _plain(first["msg"]).removeprefix(f"{location}: ")
-        raise InvalidSpec(location, message) from None
+        raise InvalidSpec(*_located(location, _plain(first["msg"]))) from None
 
 
 def _field_in_message(message: str) -> str:
@@ -136,18 +222,46 @@ def _plain(message: str) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _located(location: str, message: str) -> tuple[str, str]:
+    """A validator's message may name a finer location first (``lrs.2: ...``): use it as the field."""
+    head, separator, rest = message.partition(": ")
+    if separator and head.split(".")[0] == location.split(".")[0] and " " not in head:
+        return head, rest
+    return location, message
+
+
 # --- CLI token parsing: comma lists, repeated flags and inclusive seed ranges ----------------------
+# One rule for every number a flag takes: ASCII digits only (no "٣", no "1_000"), no empty list items.
+
+_INTEGER = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
-def split_tokens(values: Iterable[str]) -> list[str]:
-    """``["nn,wide_deep", "backprop"]`` → ``["nn", "wide_deep", "backprop"]`` (flags may repeat)."""
-    return [token.strip() for value in values for token in value.split(",") if token.strip() != ""]
+def split_tokens(values: Iterable[str], field: str = "value") -> list[str]:
+    """``["nn,wide_deep", "backprop"]`` → ``["nn", "wide_deep", "backprop"]`` (flags may repeat).
+
+    An empty item (``1,,2``, a trailing comma) is refused: it is a typo, not an item to skip."""
+    tokens = []
+    for value in values:
+        for token in value.split(","):
+            if token.strip() == "":
+                raise InvalidSpec(field, f"{value!r} has an empty item (a doubled or trailing comma?)")
+            tokens.append(token.strip())
+    return tokens
+
+
+def parse_integer(text: str, field: str) -> int:
+    """A non-negative integer written in ASCII digits (the one rule for --steps, --log-every, seeds)."""
+    stripped = text.strip()
+    if _INTEGER.fullmatch(stripped) is None:
+        raise InvalidSpec(field, f"{text!r} is not a non-negative integer (ASCII digits only)")
+    return int(stripped)
 
 
 def parse_seeds(values: Iterable[str]) -> list[int]:
     """Parse ``777``, ``1-10`` (inclusive) and comma lists; refuse oversized ranges before expanding."""
     seeds: list[int] = []
-    for token in split_tokens(values):
+    for token in split_tokens(values, "seed"):
         low_text, dash, high_text = token.partition("-")
         low = _parse_seed_number(low_text, token)
         high = _parse_seed_number(high_text, token) if dash else low
@@ -162,8 +276,8 @@ def parse_seeds(values: Iterable[str]) -> list[int]:
 
 
 def _parse_seed_number(text: str, token: str) -> int:
-    if not text.isdigit():
-        raise InvalidSpec("seed", f"{token!r} is not a non-negative integer or a range a-b")
+    if _INTEGER.fullmatch(text) is None:
+        raise InvalidSpec("seed", f"{token!r} is not a non-negative integer or a range a-b (ASCII digits)")
     value = int(text)
     if value > MAX_SEED:
         raise InvalidSpec("seed", f"{value} is too large (seeds are below 2^63)")
@@ -171,13 +285,15 @@ def _parse_seed_number(text: str, token: str) -> int:
 
 
 def parse_lrs(values: Iterable[str]) -> list[float]:
-    """Parse learning rates; NaN, inf and overflowing literals such as ``1e309`` are refused."""
+    """Parse learning rates written as decimals (``0.5``, ``1e-3``); NaN, inf, underscores, non-ASCII
+    digits and overflowing literals such as ``1e309`` are refused."""
     lrs = []
-    for token in split_tokens(values):
-        try:
-            lr = float(token)
-        except ValueError:
-            raise InvalidSpec("lr", f"{token!r} is not a number") from None
+    for token in split_tokens(values, "lr"):
+        if token.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            raise InvalidSpec("lr", f"{token!r} is not a finite number")
+        if _DECIMAL.fullmatch(token) is None:
+            raise InvalidSpec("lr", f"{token!r} is not a decimal number (like 0.5 or 1e-3)")
+        lr = float(token)
         if not math.isfinite(lr):
             raise InvalidSpec("lr", f"{token!r} is not a finite number")
         lrs.append(lr)

@@ -10,6 +10,7 @@ from xorjobs.defaults import DEFAULT_STEPS
 from xorjobs.errors import InvalidSpec
 from xorjobs.spec import (
     SweepSpec,
+    parse_integer,
     parse_lrs,
     parse_seeds,
     split_tokens,
@@ -29,32 +30,38 @@ _SPEC_FIELD_TO_FLAG = {
 Variants = Annotated[
     list[str] | None,
     typer.Option(
-        "--variant", "-v", help="nn, wide_deep or backprop; comma list, may repeat [default: all three]"
+        "--variant",
+        "-v",
+        metavar="VARIANTS",
+        help="nn, wide_deep or backprop; comma list, may repeat \\[default: all three]",
     ),
 ]
 Seeds = Annotated[
     list[str] | None,
     typer.Option(
-        "--seed", "-s", help="Seeds: 777, a comma list, or an inclusive range 1-10; may repeat [default: 777]"
+        "--seed",
+        "-s",
+        metavar="SEEDS",
+        help="Seeds: 777, a comma list, or an inclusive range 1-10; may repeat \\[default: 777]",
     ),
 ]
 Lrs = Annotated[
     list[str] | None,
-    typer.Option("--lr", help="Learning rates, 0 < lr <= 1000; comma list, may repeat [default: 1.0]"),
+    typer.Option(
+        "--lr", metavar="LRS", help="Learning rates, 0 < lr <= 1000; comma list, may repeat \\[default: 1.0]"
+    ),
 ]
-Steps = Annotated[str, typer.Option("--steps", help="Training steps per job (1 to 1,000,000)")]
+Steps = Annotated[str, typer.Option("--steps", metavar="N", help="Training steps per job (1 to 1,000,000)")]
 LogEvery = Annotated[
-    str | None, typer.Option("--log-every", help="Store the cost every K steps [default: min(100, steps)]")
+    str | None,
+    typer.Option(
+        "--log-every", metavar="K", help="Store the cost every K steps \\[default: min(100, steps)]"
+    ),
 ]
-Device = Annotated[str, typer.Option("--device", "-d", help="cpu or cuda (cuda jobs go to the gpu queue)")]
+Device = Annotated[
+    str, typer.Option("--device", "-d", metavar="DEVICE", help="cpu or cuda (cuda jobs go to the gpu queue)")
+]
 Name = Annotated[str | None, typer.Option("--name", help="A name for the sweep")]
-
-
-def _integer(flag: str, text: str) -> int:
-    try:
-        return int(text.replace("_", ""))
-    except ValueError:
-        raise InvalidSpec(flag, f"{text!r} is not an integer") from None
 
 
 def build_spec(
@@ -67,11 +74,11 @@ def build_spec(
     name: str | None = None,
 ) -> SweepSpec:
     """Parse the flags into the one job contract; errors name the flag, e.g. ``--lr: ...``."""
-    fields: dict[str, Any] = {"device": device, "steps": _integer("--steps", steps)}
+    fields: dict[str, Any] = {"device": device, "steps": parse_integer(steps, "--steps")}
     if log_every is not None:
-        fields["log_every"] = _integer("--log-every", log_every)
+        fields["log_every"] = parse_integer(log_every, "--log-every")
     if variants:
-        fields["variants"] = split_tokens(variants)
+        fields["variants"] = split_tokens(variants, "--variant")
     if seeds:
         fields["seeds"] = _flag_errors(parse_seeds, seeds)
     if lrs:
@@ -97,6 +104,8 @@ def _with_value(error: InvalidSpec, fields: dict[str, Any]) -> str:
     field, _, index = error.field.partition(".")
     value = fields.get(field)
     if index.isdigit() and isinstance(value, list) and int(index) < len(value):
+        if repr(value[int(index)]) in error.message:
+            return error.message
         return f"{error.message} (got {value[int(index)]!r})"
     if field in fields and not isinstance(value, list) and error.message.startswith("Input"):
         return f"{error.message} (got {value!r})"
