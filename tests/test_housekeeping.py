@@ -93,9 +93,8 @@ def test_a_sweep_with_queued_or_running_jobs_is_refused_unless_they_are_cancelle
     for active, count in ((sweep_id, 1), (running, 2)):
         with pytest.raises(SweepActive) as refused:
             delete_sweep(database_url, active)
-        assert f"{count} queued or running" in str(refused.value) and f"xorjobs cancel {active}" in str(
-            refused.value
-        )
+        # The store says what is wrong; each front end says how to proceed in its terms (flag or parameter).
+        assert f"{count} queued or running" in str(refused.value)
         assert rows_of(database_url, active)[0] == 1
         deleted = delete_sweep(database_url, active, cancel_active=True)
         assert deleted.cancelled == count and rows_of(database_url, active) == (0, 0, 0)

@@ -61,6 +61,14 @@ class SweepActive(XorjobsError):
     http_status = 409
 
 
+class IdempotencyKeyReused(XorjobsError):
+    """An idempotency key already names a sweep with a different spec: the new one is not submitted, and
+    the old one is not passed off as its result. A usage error (exit 2) for the CLI, a 409 for the API."""
+
+    exit_code = 2
+    http_status = 409
+
+
 class NoCuda(XorjobsError):
     """CUDA was asked for on a machine without it."""
 

@@ -12,19 +12,24 @@ fails on the missing row and it stops, as for a cancel.)
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.errors import InvalidSpec, NotFound, SweepActive
 from xorjobs.store.clock import utcnow
-from xorjobs.store.engine import write_session
+from xorjobs.store.engine import get_engine, write_session
 from xorjobs.store.tables import Cost, Job, JobState, Sweep
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,8 @@ def delete_sweep(url: str, sweep_id: str, cancel_active: bool = False) -> Delete
             or 0
         )
         if active and not cancel_active:
-            raise SweepActive(
-                f"sweep {sweep_id} has {active} queued or running job(s); cancel them first "
-                f"(`xorjobs cancel {sweep_id}`) or delete with --cancel"
-            )
+            # Each front end adds how to proceed in its own terms (the CLI a flag, the API a parameter).
+            raise SweepActive(f"sweep {sweep_id} has {active} queued or running job(s)")
         cancelled = 0
         if active:
             cancelled = session.execute(
@@ -118,7 +121,28 @@ def prune_sweeps(url: str, older_than: dt.timedelta, dry_run: bool = False) -> l
             else:
                 jobs, costs = _delete_sweep_rows_in_session(session, sweep_id)
                 deleted.append(DeletedSweep(sweep_id, name, _as_utc(created_at).isoformat(), jobs, costs, 0))
-        return deleted
+    if deleted and not dry_run:
+        reclaim_space(url)
+    return deleted
+
+
+def reclaim_space(url: str) -> None:
+    """Give the pages of deleted rows back to the file system on SQLite (``VACUUM``; WAL checkpointed so
+    the main file shrinks now). Postgres reuses dead rows itself (autovacuum), so nothing is done there.
+
+    Best effort: the rows are already gone, so a VACUUM that cannot get the database (another process
+    in a long read) is logged and the prune still succeeds; the next prune tries again."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return
+    with get_engine(url).connect() as connection:
+        raw = connection.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        try:
+            # Outside any transaction (the engine's connections run in autocommit; BEGIN is explicit).
+            raw.execute("VACUUM")
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as error:
+            log.warning("prune: the space of the deleted rows is not reclaimed yet (%s)", error)
 
 
 def _as_utc(moment: dt.datetime) -> dt.datetime:

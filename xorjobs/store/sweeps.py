@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from xorjobs.defaults import IDS_PER_STATEMENT
+from xorjobs.errors import IdempotencyKeyReused
 from xorjobs.spec import SweepSpec, expand
 from xorjobs.store.clock import db_now, utcnow
 from xorjobs.store.engine import read_session, write_session
@@ -41,7 +43,7 @@ def create_sweep(url: str, spec: SweepSpec, idempotency_key: str | None = None) 
     unique constraint on the key settles two racing submits (the loser reads the winner's sweep).
     """
     if idempotency_key is not None:
-        existing = _sweep_by_key(url, idempotency_key)
+        existing = _sweep_by_key(url, idempotency_key, spec)
         if existing is not None:
             return existing
     sweep_id = new_sweep_id()
@@ -82,18 +84,25 @@ def create_sweep(url: str, spec: SweepSpec, idempotency_key: str | None = None) 
     except IntegrityError:
         if idempotency_key is None:
             raise
-        existing = _sweep_by_key(url, idempotency_key)
+        existing = _sweep_by_key(url, idempotency_key, spec)
         if existing is None:
             raise
         return existing
     return CreatedSweep(sweep_id, [QueuedJob(str(row["id"]), spec.queue) for row in rows], created=True)
 
 
-def _sweep_by_key(url: str, key: str) -> CreatedSweep | None:
+def _sweep_by_key(url: str, key: str, spec: SweepSpec) -> CreatedSweep | None:
+    """The sweep submitted earlier under ``key``; IdempotencyKeyReused if its spec differs from ``spec``."""
     with read_session(url) as session:
-        sweep_id = session.scalar(select(Sweep.id).where(Sweep.idempotency_key == key))
-        if sweep_id is None:
+        found = session.execute(select(Sweep.id, Sweep.spec_json).where(Sweep.idempotency_key == key)).first()
+        if found is None:
             return None
+        sweep_id, spec_json = found
+        if json.loads(spec_json) != json.loads(spec.model_dump_json()):
+            raise IdempotencyKeyReused(
+                f"idempotency key {key!r} was used for sweep {sweep_id} with a different spec; "
+                "use a new key for a new sweep"
+            )
         jobs = session.execute(
             select(Job.id, Job.queue).where(Job.sweep_id == sweep_id).order_by(Job.position)
         ).all()
