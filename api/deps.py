@@ -8,6 +8,9 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from xorjobs.errors import Unauthorized
@@ -52,6 +55,37 @@ def require_token(
     """
     if not is_authenticated(request, credentials):
         raise Unauthorized("missing or wrong bearer token")
+
+
+def reject_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: ``?failed=true`` for ``failed_only`` would
+    otherwise be ignored and retry the cancelled jobs too. Every API router depends on this."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": f"unknown query parameter (this route takes: {takes})",
+                    "type": "extra_forbidden",
+                    "input": request.query_params[name],
+                }
+                for name in unknown
+            ]
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route takes, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub_dependant in dependant.dependencies:
+        names |= _query_names(sub_dependant)
+    return names
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]

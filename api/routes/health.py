@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from sqlalchemy import text
 
-from xorjobs.api.deps import ServiceDep
+from xorjobs.api.deps import ServiceDep, reject_unknown_query
 from xorjobs.api.schemas import Health
 from xorjobs.store.engine import get_engine
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[Depends(reject_unknown_query)])
 
 
 def _database_ok(service: Any) -> bool:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from xorjobs.api.deps import ServiceDep
+from fastapi import APIRouter, Depends, Query, Response
+
+from xorjobs.api.deps import ServiceDep, reject_unknown_query
 from xorjobs.api.schemas import NO_JOB, PLOT_HEADERS, PNG_RESPONSE, Cancelled, Job, JobCosts, reply
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=NO_JOB)
+router = APIRouter(
+    prefix="/jobs", tags=["jobs"], responses=NO_JOB, dependencies=[Depends(reject_unknown_query)]
+)
 
 
 @router.get("/{job_id}", summary="One job's record")
@@ -26,7 +30,18 @@ def job_costs(job_id: str, service: ServiceDep) -> JobCosts:
     response_class=Response,
     responses=PNG_RESPONSE,
 )
-def job_plot(job_id: str, service: ServiceDep) -> Response:
+def job_plot(
+    job_id: str,
+    service: ServiceDep,
+    cache_buster: Annotated[
+        str | None,
+        Query(
+            alias="t",
+            max_length=100,
+            description="Ignored: lets a page ask for a fresh image (the dashboard)",
+        ),
+    ] = None,
+) -> Response:
     # A plain ``def``: FastAPI draws it in its thread pool, off the event loop.
     return Response(service.job_plot(job_id), media_type="image/png", headers=PLOT_HEADERS)
 

@@ -13,13 +13,13 @@ drawing or streaming a large sweep never blocks the event loop.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
 from xorjobs.analysis import DEFAULT_THRESHOLD, GROUP_FIELDS, check_threshold, parse_by
-from xorjobs.api.deps import ServiceDep
+from xorjobs.api.deps import ServiceDep, reject_unknown_query
 from xorjobs.api.schemas import (
     NO_SWEEP,
     PLOT_HEADERS,
@@ -37,16 +37,37 @@ from xorjobs.api.schemas import (
     reply,
     text_response,
 )
+from xorjobs.defaults import SWEEP_ID_PREFIX
+from xorjobs.errors import NotFound, SweepActive
 from xorjobs.export_formats import MEDIA_TYPES, ExportFormat
-from xorjobs.spec import SweepSpec
+from xorjobs.filters import (
+    SORT_KEYS,
+    JobFilter,
+    JobOrder,
+    SortKey,
+    SweepFilter,
+    parse_job_filter,
+    parse_sweep_filter,
+    query_parameter,
+)
+from xorjobs.spec import (
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_JOBS_PER_SWEEP,
+    MAX_NAME_LENGTH,
+    SweepSpec,
+    check_idempotency_key,
+)
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[Depends(reject_unknown_query)])
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        max_length=200,
-        description="Submitting again with the same key returns the first sweep instead of a new one",
+        description="Submitting the same spec again with the same key returns the first sweep instead of a "
+        "new one; a different spec under a used key is a 409. Printable ASCII, no leading or trailing space.",
+        # Documented here, checked by check_idempotency_key: the one rule the CLI applies too.
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
     ),
 ]
 By = Annotated[
@@ -61,18 +82,65 @@ Threshold = Annotated[
 ]
 
 
+def _values(what: str) -> Any:
+    return Query(description=f"{what}; a comma list, may repeat (any of them matches)")
+
+
+def job_filter(
+    state: Annotated[list[str] | None, _values("Job states")] = None,
+    variant: Annotated[list[str] | None, _values("Variants")] = None,
+    lr: Annotated[list[str] | None, _values("Learning rates, as submitted")] = None,
+    seed: Annotated[list[str] | None, _values("Seeds or inclusive ranges a-b")] = None,
+) -> JobFilter:
+    """The jobs a read keeps (``xorjobs.filters``; the CLI's --state, --variant, --lr, --seed)."""
+    return parse_job_filter(states=state, variants=variant, lrs=lr, seeds=seed, name=query_parameter)
+
+
+def job_order(
+    sort: Annotated[
+        SortKey | None,
+        Query(description=f"Order by one of {', '.join(SORT_KEYS)}; missing values and NaN last"),
+    ] = None,
+    desc: Annotated[bool, Query(description="With sort: descending")] = False,
+    limit: Annotated[
+        int | None, Query(ge=1, le=MAX_JOBS_PER_SWEEP, description="At most this many jobs")
+    ] = None,
+) -> JobOrder:
+    return JobOrder(sort=sort, descending=desc, limit=limit)
+
+
+def sweep_filter(
+    name: Annotated[
+        str | None, Query(min_length=1, max_length=MAX_NAME_LENGTH, description="Part of the name (any case)")
+    ] = None,
+    state: Annotated[list[str] | None, _values("Sweeps with a job in one of these states")] = None,
+) -> SweepFilter:
+    return parse_sweep_filter(name_part=name, states=state, name=query_parameter)
+
+
+JobFilterDep = Annotated[JobFilter, Depends(job_filter)]
+JobOrderDep = Annotated[JobOrder, Depends(job_order)]
+
+
 @router.post(
     "",
     status_code=201,
     responses={
         200: {"model": Submitted, "description": "The sweep submitted earlier with this Idempotency-Key"},
-        **error_responses({413: "The body is larger than 1 MiB"}),
+        **error_responses(
+            {
+                409: "The Idempotency-Key was used for a different spec",
+                413: "The body is larger than 1 MiB",
+            }
+        ),
     },
     summary="Submit a sweep: variant × seed × lr, one job per combination",
 )
 def create_sweep(
     spec: SweepSpec, service: ServiceDep, response: Response, idempotency_key: IdempotencyKey = None
 ) -> Submitted:
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
     result = reply(Submitted, service.submit(spec, idempotency_key))
     if not result.created:
         response.status_code = 200
@@ -80,8 +148,12 @@ def create_sweep(
 
 
 @router.get("", summary="The sweeps, newest first, with their state counts")
-def list_sweeps(service: ServiceDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> SweepList:
-    return reply(SweepList, service.sweeps(limit))
+def list_sweeps(
+    service: ServiceDep,
+    filters: Annotated[SweepFilter, Depends(sweep_filter)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> SweepList:
+    return reply(SweepList, service.sweeps(limit, filters))
 
 
 @router.post(
@@ -97,8 +169,8 @@ def prune_sweeps(
 
 
 @router.get("/{sweep_id}", summary="A sweep's state counts and jobs", responses=NO_SWEEP)
-def show_sweep(sweep_id: str, service: ServiceDep) -> SweepStatus:
-    return reply(SweepStatus, service.status(sweep_id))
+def show_sweep(sweep_id: str, service: ServiceDep, filters: JobFilterDep, order: JobOrderDep) -> SweepStatus:
+    return reply(SweepStatus, service.status(sweep_id, filters, order))
 
 
 @router.delete(
@@ -113,12 +185,19 @@ def delete_sweep(
         bool, Query(description="Cancel queued and running jobs first instead of refusing")
     ] = False,
 ) -> Deleted:
-    return reply(Deleted, service.delete_sweep(sweep_id, cancel))
+    try:
+        return reply(Deleted, service.delete_sweep(sweep_id, cancel))
+    except SweepActive as error:
+        raise SweepActive(
+            f"{error}; cancel them first (POST /sweeps/{sweep_id}/cancel) or delete with ?cancel=true"
+        ) from None
 
 
 @router.get("/{sweep_id}/results", summary="Every job's result with its logged costs", responses=NO_SWEEP)
-def sweep_results(sweep_id: str, service: ServiceDep) -> SweepResults:
-    return reply(SweepResults, service.results(sweep_id))
+def sweep_results(
+    sweep_id: str, service: ServiceDep, filters: JobFilterDep, order: JobOrderDep
+) -> SweepResults:
+    return reply(SweepResults, service.results(sweep_id, filters, order))
 
 
 @router.post("/{sweep_id}/cancel", summary="Cancel the sweep's queued and running jobs", responses=NO_SWEEP)
@@ -128,6 +207,8 @@ def cancel_sweep(sweep_id: str, service: ServiceDep) -> Cancelled:
 
 @router.post("/{sweep_id}/retry", summary="Re-queue the jobs that did not succeed", responses=NO_SWEEP)
 def retry_sweep(sweep_id: str, service: ServiceDep, failed_only: Annotated[bool, Query()] = False) -> Retried:
+    if not sweep_id.startswith(SWEEP_ID_PREFIX):  # a job id: unknown as a sweep, not "0 retried"
+        raise NotFound(f"no sweep {sweep_id}")
     return reply(Retried, service.retry(sweep_id, failed_only))
 
 
@@ -142,13 +223,20 @@ def retry_sweep(sweep_id: str, service: ServiceDep, failed_only: Annotated[bool,
     response_model_exclude_unset=True,
 )
 def sweep_summary(
-    sweep_id: str, service: ServiceDep, by: By = None, threshold: Threshold = DEFAULT_THRESHOLD
+    sweep_id: str,
+    service: ServiceDep,
+    filters: JobFilterDep,
+    by: By = None,
+    threshold: Threshold = DEFAULT_THRESHOLD,
 ) -> Summary:
-    return reply(Summary, service.summary(sweep_id, parse_by(by), check_threshold(threshold)))
+    return reply(Summary, service.summary(sweep_id, parse_by(by), check_threshold(threshold), filters))
 
 
-def _export(sweep_id: str, service: ServiceDep, export_format: ExportFormat) -> StreamingResponse:
-    chunks = service.export_costs(sweep_id, export_format)  # NotFound is raised here, before streaming
+def _export(
+    sweep_id: str, service: ServiceDep, export_format: ExportFormat, filters: JobFilter
+) -> StreamingResponse:
+    # NotFound is raised here, before streaming
+    chunks = service.export_costs(sweep_id, export_format, filters)
     filename = f"{sweep_id}-costs.{export_format.value}"
     return StreamingResponse(
         chunks,
@@ -163,8 +251,8 @@ def _export(sweep_id: str, service: ServiceDep, export_format: ExportFormat) -> 
     response_class=StreamingResponse,
     responses={**NO_SWEEP, **text_response(MEDIA_TYPES[ExportFormat.CSV])},
 )
-def sweep_costs_csv(sweep_id: str, service: ServiceDep) -> StreamingResponse:
-    return _export(sweep_id, service, ExportFormat.CSV)
+def sweep_costs_csv(sweep_id: str, service: ServiceDep, filters: JobFilterDep) -> StreamingResponse:
+    return _export(sweep_id, service, ExportFormat.CSV, filters)
 
 
 @router.get(
@@ -173,8 +261,8 @@ def sweep_costs_csv(sweep_id: str, service: ServiceDep) -> StreamingResponse:
     response_class=StreamingResponse,
     responses={**NO_SWEEP, **text_response(MEDIA_TYPES[ExportFormat.JSONL])},
 )
-def sweep_costs_jsonl(sweep_id: str, service: ServiceDep) -> StreamingResponse:
-    return _export(sweep_id, service, ExportFormat.JSONL)
+def sweep_costs_jsonl(sweep_id: str, service: ServiceDep, filters: JobFilterDep) -> StreamingResponse:
+    return _export(sweep_id, service, ExportFormat.JSONL, filters)
 
 
 @router.get(
