@@ -75,7 +75,7 @@ def test_the_cli_prints_the_documented_shapes_and_the_api_s_values(tmp_path: Pat
     }
     comparison = cli_json("compare", sweep_id, submitted["sweep_id"], "--by", "variant")
     schemas.Comparison.model_validate(comparison)
-    fields_of(schemas.Submitted, "sweep_id", "jobs").model_validate(submitted)
+    fields_of(schemas.Submitted, "sweep_id", "created", "jobs").model_validate(submitted)  # issue 13: created
     assert [job["state"] for job in submitted["jobs"]] == ["queued"]
     assert ran["jobs"][0]["costs"] and {job["state"] for job in ran["jobs"]} == {"succeeded"}
 

@@ -74,6 +74,16 @@ class Settings(BaseSettings):
         "redelivery) recover jobs.",
     )
 
+    @field_validator("home", mode="before")
+    @classmethod
+    def _home_is_a_folder(cls, home: object) -> object:
+        """An empty value would put the store in the working directory, a file would fail later."""
+        if isinstance(home, str | Path) and str(home).strip() == "":
+            raise ValueError("is empty; unset it for the default ./.xorjobs, or name a folder")
+        if isinstance(home, str | Path) and Path(home).exists() and not Path(home).is_dir():
+            raise ValueError(f"{str(home)!r} is a file, not a folder")
+        return home
+
     @field_validator("heartbeat_seconds")
     @classmethod
     def _lease_outlasts_missed_beats(cls, heartbeat: float, info: ValidationInfo) -> float:

@@ -6,18 +6,40 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
+
+# typer 0.29 ships its own copy of click: its usage errors are these classes, not click's.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 import xorjobs
 from xorjobs.cli import render
 from xorjobs.cli.backends import Backend, backend_for
 from xorjobs.cli.extras import missing_extra_message
+from xorjobs.cli.filter_options import (
+    Descending,
+    FilterLrs,
+    FilterSeeds,
+    FilterVariants,
+    Limit,
+    NamePart,
+    Sort,
+    States,
+    SweepStates,
+    job_filter,
+    job_order,
+    shown_of,
+    sweep_filter,
+)
+from xorjobs.cli.help_format import use_click_style_types
 from xorjobs.cli.sweep_options import Device, LogEvery, Lrs, Name, Seeds, Steps, Variants, build_spec
 from xorjobs.cli.waiting import wait_for_sweep
-from xorjobs.defaults import DEFAULT_STEPS
-from xorjobs.errors import XorjobsError
+from xorjobs.defaults import DEFAULT_STEPS, SWEEP_ID_PREFIX
+from xorjobs.errors import NotFound, XorjobsError
 from xorjobs.settings import get_settings
+from xorjobs.spec import check_idempotency_key
 
+use_click_style_types()
 app = typer.Typer(
     name="xorjobs",
     help="Queued training jobs for the XOR MLP experiments (the boostcourse Lab 08-2 seed).\n\n"
@@ -82,19 +104,23 @@ def submit(
 ) -> None:
     """Submit a sweep (variant × seed × lr) to the queue; one job per combination."""
     spec = build_spec(variant, seed, lr, steps, log_every, device, name)
+    if key is not None:
+        check_idempotency_key(key, "--key")  # one rule, embedded or over HTTP
     backend = _backend()
     result = backend.submit(spec, key)
     _print_warnings(result)
-    payload = {"sweep_id": result["sweep_id"], "jobs": result["jobs"]}
+    created = bool(result.get("created", True))
+    payload = {"sweep_id": result["sweep_id"], "created": created, "jobs": result["jobs"]}
     if wait:
         status = wait_for_sweep(lambda: backend.status(result["sweep_id"]))
-        payload = {"sweep_id": status["sweep_id"], "jobs": status["jobs"]}
+        payload = {"sweep_id": status["sweep_id"], "created": created, "jobs": status["jobs"]}
     if as_json:
         render.print_json(payload)
     else:
-        verb = "submitted" if result.get("created", True) else "already submitted with this key:"
-        render.stdout.print(f"{verb} sweep [bold]{result['sweep_id']}[/] with {len(result['jobs'])} job(s)")
-        render.stdout.print(render.jobs_table(payload["jobs"], "", with_results=False))
+        verb = "submitted" if created else "already submitted with this key:"
+        sweep_id = render.safe(result["sweep_id"])
+        render.stdout.print(f"{verb} sweep [bold]{sweep_id}[/] with {len(result['jobs'])} job(s)")
+        render.print_jobs(payload["jobs"], sweep_id=str(result["sweep_id"]))
     if wait:
         _exit_for(backend.status(result["sweep_id"]))
 
@@ -127,7 +153,8 @@ def run(
 
 
 def _print_results(results: dict[str, Any]) -> None:
-    render.stdout.print(render.jobs_table(results["jobs"], f"sweep {results['sweep_id']}", with_results=True))
+    title = f"sweep {results['sweep_id']}" + shown_of(len(results["jobs"]), results["counts"])
+    render.stdout.print(render.jobs_table(results["jobs"], title, with_results=True))
     render.stdout.print(render.counts_line(results["counts"]))
 
 
@@ -135,9 +162,15 @@ def _print_results(results: dict[str, Any]) -> None:
 def sweeps(
     as_json: Json = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many")] = 50,
+    name: NamePart = None,
+    state: SweepStates = None,
 ) -> None:
-    """List the sweeps, newest first, with name, size and state counts."""
-    result = _backend().sweeps(limit)
+    """List the sweeps, newest first, with name, size and state counts.
+
+    --name keeps the sweeps whose name contains the text (any case); --state those with at least one job
+    in one of the states (--state running: the sweeps still running).
+    """
+    result = _backend().sweeps(limit, sweep_filter(name, state))
     if as_json:
         render.print_json(result)
         return
@@ -146,8 +179,8 @@ def sweeps(
         table.add_column(column)
     for sweep in result["sweeps"]:
         table.add_row(
-            sweep["sweep_id"],
-            sweep["name"] or "-",
+            render.safe(sweep["sweep_id"]),
+            render.safe(sweep["name"]) if sweep["name"] else "-",
             sweep["created_at"][:19],
             str(sweep["size"]),
             render.counts_line(sweep["counts"]),
@@ -162,16 +195,25 @@ def status(
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Refresh in place until every job finished (on a terminal)")
     ] = False,
+    state: States = None,
+    variant: FilterVariants = None,
+    lr: FilterLrs = None,
+    seed: FilterSeeds = None,
+    sort: Sort = None,
+    desc: Descending = False,
+    limit: Limit = None,
 ) -> None:
-    """A sweep's state counts and one row per job."""
+    """A sweep's state counts (of all its jobs) and one row per job (those the filters keep)."""
+    filters, order = job_filter(state, variant, lr, seed), job_order(sort, desc, limit)
     backend = _backend()
-    result = backend.status(sweep_id)
+    result = backend.status(sweep_id, filters, order)
     title = f"sweep {result['sweep_id']}" + (f" ({result['name']})" if result.get("name") else "")
+    title += shown_of(len(result["jobs"]), result["counts"])
     if watch and not as_json and render.stdout.is_terminal:
         from xorjobs.cli.watch import watch_status
 
         watch_status(
-            lambda: backend.status(result["sweep_id"]),
+            lambda: backend.status(result["sweep_id"], filters, order),
             render.stdout,
             lambda current: render.jobs_table(current["jobs"], title, with_results=False),
         )
@@ -202,12 +244,23 @@ def results(
         str | None,
         typer.Option("--threshold", help="With --by: converged means cost below this \\[default: 0.05]"),
     ] = None,
+    state: States = None,
+    variant: FilterVariants = None,
+    lr: FilterLrs = None,
+    seed: FilterSeeds = None,
+    sort: Sort = None,
+    desc: Descending = False,
+    limit: Limit = None,
 ) -> None:
     """Per job: variant, seed, lr, device, state, final cost, accuracy; with --by, per group of jobs.
 
     --json adds each job's costs. With --by: jobs, succeeded/failed, solve rate (accuracy 1.0) with a
     95% Wilson interval, final cost mean ± std and median, median steps to converge, diverged jobs.
+    The final cost is the trained model's (BCE of the final hypothesis); --json also has last_logged_cost.
+    --state, --variant, --lr and --seed keep the matching jobs (with --by too); --sort final_cost --limit 10
+    lists the ten best.
     """
+    filters, order = job_filter(state, variant, lr, seed), job_order(sort, desc, limit)
     if by is not None or threshold is not None:
         from xorjobs import analysis
         from xorjobs.cli.grouped_tables import print_summary
@@ -216,11 +269,13 @@ def results(
 
         if by is None:
             raise InvalidSpec("--threshold", "applies to --by (the per-group summary) only")
+        if not order.is_default:
+            raise InvalidSpec("--sort" if sort else "--limit", "applies to the per-job results, not to --by")
         fields = analysis.parse_by(by, "--by")
-        summary = _backend().summary(sweep_id, fields, parse_threshold(threshold))
+        summary = _backend().summary(sweep_id, fields, parse_threshold(threshold), filters)
         print_summary(summary, as_json, as_csv)
         return
-    result = _backend().results(sweep_id)
+    result = _backend().results(sweep_id, filters, order)
     if as_json:
         render.print_json({"sweep_id": result["sweep_id"], "jobs": result["jobs"]})
     elif as_csv:
@@ -240,7 +295,8 @@ def show(job_id: Annotated[str, typer.Argument(help="Job id")], as_json: Json = 
         shown = render.number(value) if key in ("final_cost", "accuracy", "lr") else value
         if key in ("hypothesis", "predicted") and value is not None:
             shown = "[" + ", ".join(render.number(item) for item in value) + "]"
-        render.stdout.print(f"[bold]{key:>16}[/] {'-' if shown is None else shown}")
+        shown = "-" if shown is None else render.safe(shown, multiline=key == "error")
+        render.stdout.print(f"[bold]{key:>16}[/] {shown}")
 
 
 @app.command()
@@ -267,6 +323,9 @@ def retry(
     failed: Annotated[bool, typer.Option("--failed", help="Only failed jobs (not cancelled ones)")] = False,
 ) -> None:
     """Re-queue the jobs of a sweep that did not succeed."""
+    if not sweep_id.startswith(SWEEP_ID_PREFIX):
+        # Like every other command given the wrong kind of id: unknown (exit 3), not "re-queued 0".
+        raise NotFound(f"no sweep {sweep_id} (retry takes a sweep id, which starts with {SWEEP_ID_PREFIX})")
     result = _backend().retry(sweep_id, failed)
     render.stdout.print(f"re-queued {len(result['retried'])} job(s)")
 
@@ -286,13 +345,41 @@ plot_command.register(app)
 housekeeping_commands.register(app)  # delete, prune
 
 
+def _settings_error(error: ValidationError) -> str:
+    """One line naming the variable; the value itself is not repeated (it may be a secret)."""
+    first = error.errors()[0]
+    variable = "XORJOBS_" + "_".join(str(part) for part in first["loc"]).upper()
+    return f"{variable}: {first['msg'].removeprefix('Value error, ')}"
+
+
 def main() -> None:
     """Entry point: one line on stderr and a meaningful exit code for anything a user can cause."""
     try:
-        app()
+        # standalone_mode=False: click's usage errors come back here and are printed as every other error
+        # is (one "error:" line), not in typer's boxed panel.
+        code = app(standalone_mode=False, prog_name="xorjobs")
+        sys.exit(code if isinstance(code, int) else 0)
+    except NoArgsIsHelpError as error:
+        error.show()  # the help text, as before
+        sys.exit(error.exit_code)
+    except UsageError as error:
+        hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
+        render.stderr.print(f"[red]error:[/] {escape(error.format_message())}{hint}", soft_wrap=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:  # "n" at a confirmation
+        render.stderr.print("aborted")
+        sys.exit(1)
+    except typer.Exit as error:
+        sys.exit(error.exit_code)
+    except ClickException as error:
+        render.stderr.print(f"[red]error:[/] {escape(error.format_message())}", soft_wrap=True)
+        sys.exit(error.exit_code)
     except XorjobsError as error:
         render.stderr.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(error.exit_code)
+    except ValidationError as error:  # a bad XORJOBS_* value, found when the settings are read
+        render.stderr.print(f"[red]error:[/] {escape(_settings_error(error))}", soft_wrap=True)
+        sys.exit(2)
     except ModuleNotFoundError as error:
         message = missing_extra_message(error)
         if message is None:

@@ -13,25 +13,51 @@ from typing import Any, Protocol
 import httpx2
 
 from xorjobs.defaults import SWEEP_ID_PREFIX
-from xorjobs.errors import InvalidSpec, NotFound, SweepActive, Unauthorized, Unreachable, XorjobsError
+from xorjobs.errors import (
+    IdempotencyKeyReused,
+    InvalidSpec,
+    NotFound,
+    SweepActive,
+    Unauthorized,
+    Unreachable,
+    XorjobsError,
+)
 from xorjobs.export_formats import ExportFormat
+from xorjobs.filters import (
+    DEFAULT_ORDER,
+    NO_JOB_FILTER,
+    NO_SWEEP_FILTER,
+    JobFilter,
+    JobOrder,
+    SweepFilter,
+    job_query_parameters,
+    sweep_query_parameters,
+)
 from xorjobs.settings import Settings
-from xorjobs.spec import SweepSpec
+from xorjobs.spec import SweepSpec, check_idempotency_key
 
 Json = dict[str, Any]
 
 
 class Backend(Protocol):
     def submit(self, spec: SweepSpec, idempotency_key: str | None) -> Json: ...
-    def sweeps(self, limit: int) -> Json: ...
-    def status(self, sweep_id: str | None) -> Json: ...
-    def results(self, sweep_id: str | None) -> Json: ...
+    def sweeps(self, limit: int, sweep_filter: SweepFilter = NO_SWEEP_FILTER) -> Json: ...
+    def status(
+        self, sweep_id: str | None, job_filter: JobFilter = NO_JOB_FILTER, order: JobOrder = DEFAULT_ORDER
+    ) -> Json: ...
+    def results(
+        self, sweep_id: str | None, job_filter: JobFilter = NO_JOB_FILTER, order: JobOrder = DEFAULT_ORDER
+    ) -> Json: ...
     def job(self, job_id: str) -> Json: ...
     def costs(self, job_id: str) -> Json: ...
     def cancel(self, sweep_or_job_id: str) -> Json: ...
     def retry(self, sweep_id: str, failed_only: bool) -> Json: ...
-    def summary(self, sweep_id: str | None, by: list[str], threshold: float) -> Json: ...
-    def export_costs(self, sweep_id: str | None, export_format: ExportFormat) -> Iterator[str]: ...
+    def summary(
+        self, sweep_id: str | None, by: list[str], threshold: float, job_filter: JobFilter = NO_JOB_FILTER
+    ) -> Json: ...
+    def export_costs(
+        self, sweep_id: str | None, export_format: ExportFormat, job_filter: JobFilter = NO_JOB_FILTER
+    ) -> Iterator[str]: ...
     def sweep_plot(self, sweep_id: str | None, by: list[str], threshold: float | None) -> bytes: ...
     def job_plot(self, job_id: str) -> bytes: ...
     def delete_sweep(self, sweep_id: str, cancel_active: bool) -> Json: ...
@@ -42,6 +68,14 @@ class HttpBackend:
     """Talks to ``XORJOBS_API_URL`` with the bearer token, translating statuses into xorjobs errors."""
 
     def __init__(self, base_url: str, token: str | None, client: httpx2.Client | None = None) -> None:
+        if token and not _is_header_token(token):
+            # Checked here, not when sent: a non-ASCII token cannot be encoded into a header at all, and a
+            # trailing newline makes the request malformed (it read as "cannot reach the API").
+            raise InvalidSpec(
+                "XORJOBS_API_TOKEN",
+                "must be printable ASCII without spaces, newlines or other control characters "
+                "(a trailing newline from a file?)",
+            )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._base_url = base_url.rstrip("/")
         self._client = client or httpx2.Client(base_url=self._base_url, headers=headers, timeout=30)
@@ -60,17 +94,26 @@ class HttpBackend:
         raise AssertionError("unreachable: _raise_for always raises for an error status")
 
     def submit(self, spec: SweepSpec, idempotency_key: str | None) -> Json:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._call("POST", "/sweeps", json=spec.model_dump(exclude_none=True), headers=headers)
+        headers = {"Idempotency-Key": check_idempotency_key(idempotency_key)} if idempotency_key else {}
+        try:
+            return self._call("POST", "/sweeps", json=spec.model_dump(exclude_none=True), headers=headers)
+        except SweepActive as error:  # a 409 from POST /sweeps: the key names a different sweep
+            raise IdempotencyKeyReused(str(error)) from None
 
-    def sweeps(self, limit: int) -> Json:
-        return self._call("GET", "/sweeps", params={"limit": limit})
+    def sweeps(self, limit: int, sweep_filter: SweepFilter = NO_SWEEP_FILTER) -> Json:
+        return self._call("GET", "/sweeps", params={"limit": limit, **sweep_query_parameters(sweep_filter)})
 
-    def status(self, sweep_id: str | None) -> Json:
-        return self._call("GET", f"/sweeps/{sweep_id or self._latest()}")
+    def status(
+        self, sweep_id: str | None, job_filter: JobFilter = NO_JOB_FILTER, order: JobOrder = DEFAULT_ORDER
+    ) -> Json:
+        params = job_query_parameters(job_filter, order)
+        return self._call("GET", f"/sweeps/{sweep_id or self._latest()}", params=params)
 
-    def results(self, sweep_id: str | None) -> Json:
-        return self._call("GET", f"/sweeps/{sweep_id or self._latest()}/results")
+    def results(
+        self, sweep_id: str | None, job_filter: JobFilter = NO_JOB_FILTER, order: JobOrder = DEFAULT_ORDER
+    ) -> Json:
+        params = job_query_parameters(job_filter, order)
+        return self._call("GET", f"/sweeps/{sweep_id or self._latest()}/results", params=params)
 
     def job(self, job_id: str) -> Json:
         return self._call("GET", f"/jobs/{job_id}")
@@ -87,16 +130,20 @@ class HttpBackend:
 
     # --- issue 5 ------------------------------------------------------------------------------
 
-    def summary(self, sweep_id: str | None, by: list[str], threshold: float) -> Json:
-        params: dict[str, Any] = {"threshold": threshold}
+    def summary(
+        self, sweep_id: str | None, by: list[str], threshold: float, job_filter: JobFilter = NO_JOB_FILTER
+    ) -> Json:
+        params: dict[str, Any] = {"threshold": threshold, **job_query_parameters(job_filter)}
         if by:
             params["by"] = ",".join(by)
         return self._call("GET", f"/sweeps/{sweep_id or self._latest()}/summary", params=params)
 
-    def export_costs(self, sweep_id: str | None, export_format: ExportFormat) -> Iterator[str]:
+    def export_costs(
+        self, sweep_id: str | None, export_format: ExportFormat, job_filter: JobFilter = NO_JOB_FILTER
+    ) -> Iterator[str]:
         path = f"/sweeps/{sweep_id or self._latest()}/costs.{export_format.value}"
         try:
-            with self._client.stream("GET", path) as response:
+            with self._client.stream("GET", path, params=job_query_parameters(job_filter)) as response:
                 if response.status_code >= 400:
                     response.read()
                     self._raise_for(response)
@@ -154,6 +201,11 @@ class HttpBackend:
             raise NotFound("there are no sweeps yet; submit one with `xorjobs submit`")
         sweep_id: str = sweeps[0]["sweep_id"]
         return sweep_id
+
+
+def _is_header_token(token: str) -> bool:
+    """A bearer token travels in a header: visible ASCII only (``!`` to ``~``)."""
+    return all("!" <= character <= "~" for character in token)
 
 
 def _detail(response: httpx2.Response) -> str:

@@ -9,6 +9,7 @@ import typer
 from xorjobs.cli import render
 from xorjobs.cli.backends import backend_for
 from xorjobs.cli.options import Json, Yes
+from xorjobs.errors import SweepActive
 from xorjobs.settings import get_settings
 
 
@@ -24,13 +25,23 @@ def delete(
     backend = backend_for(get_settings())
     status = backend.status(sweep_id)
     active = status["counts"].get("queued", 0) + status["counts"].get("running", 0)
+    if active and not cancel:
+        # Refused before asking: a "y" would not make the delete happen.
+        raise SweepActive(_active_message(sweep_id, active))
     if not yes:
         note = f", cancelling its {active} queued or running job(s)" if active and cancel else ""
         typer.confirm(
             f"delete sweep {sweep_id} and its {len(status['jobs'])} job(s) with their costs{note}?",
             abort=True,
         )
-    result = backend.delete_sweep(sweep_id, cancel)
+    try:
+        result = backend.delete_sweep(sweep_id, cancel)
+    except SweepActive:
+        # A job was queued between the check and the delete: say it in flags, not in the API's terms.
+        latest = backend.status(sweep_id)["counts"]
+        raise SweepActive(
+            _active_message(sweep_id, latest.get("queued", 0) + latest.get("running", 0))
+        ) from None
     if as_json:
         render.print_json(result)
         return
@@ -38,11 +49,18 @@ def delete(
         render.stdout.print(_deleted_line(sweep, "deleted"))
 
 
+def _active_message(sweep_id: str, active: int) -> str:
+    return (
+        f"sweep {sweep_id} has {active} queued or running job(s); cancel them first "
+        f"(`xorjobs cancel {sweep_id}`) or delete with --cancel"
+    )
+
+
 def _deleted_line(sweep: dict[str, Any], verb: str) -> str:
     cancelled = f" (cancelled {sweep['cancelled']} first)" if sweep.get("cancelled") else ""
-    name = f" ({sweep['name']})" if sweep.get("name") else ""
+    name = f" ({render.safe(sweep['name'])})" if sweep.get("name") else ""
     counted = f"{sweep['jobs']} job(s), {sweep['costs']} cost row(s)"
-    return f"{verb} sweep {sweep['sweep_id']}{name}: {counted}{cancelled}"
+    return f"{verb} sweep {render.safe(sweep['sweep_id'])}{name}: {counted}{cancelled}"
 
 
 def prune(
@@ -70,7 +88,7 @@ def prune(
     for sweep in result["deleted"]:
         render.stdout.print(_deleted_line(sweep, "would delete" if dry_run else "deleted"))
     if not result["deleted"]:
-        render.stdout.print(f"no finished sweep ended more than {older_than} ago")
+        render.stdout.print(f"no finished sweep ended more than {render.safe(older_than)} ago")
 
 
 def register(app: typer.Typer) -> None:

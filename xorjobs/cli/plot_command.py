@@ -10,16 +10,16 @@ import typer
 from xorjobs import analysis
 from xorjobs.cli import render
 from xorjobs.cli.backends import backend_for
-from xorjobs.cli.options import parse_threshold
+from xorjobs.cli.options import check_output_path, parse_threshold, write_atomically
 from xorjobs.errors import InvalidSpec
 from xorjobs.settings import get_settings
 
 
 def plot(
     sweep_id: Annotated[str | None, typer.Argument(help="Sweep id \\[default: the latest sweep]")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="The PNG file to write")] = Path(
-        "curves.png"
-    ),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The PNG file to write (its name ends in .png)")
+    ] = Path("curves.png"),
     by: Annotated[
         str,
         typer.Option(
@@ -32,6 +32,9 @@ def plot(
     ] = None,
 ) -> None:
     """Draw cost curves (log-scale cost against step) as a PNG."""
+    # PNG only: the API serves PNG and an HTTP-only client has no matplotlib to convert it, so a .jpg or
+    # .svg name is refused rather than given PNG bytes under the wrong name.
+    check_output_path(output, "--output", suffixes=(".png",))
     backend = backend_for(get_settings())
     if job is not None:
         if sweep_id is not None:
@@ -40,8 +43,8 @@ def plot(
     else:
         line = None if threshold is None else parse_threshold(threshold)
         png = backend.sweep_plot(sweep_id, analysis.parse_by(by, "--by"), line)
-    output.write_bytes(png)
-    render.stderr.print(f"wrote {output}")
+    write_atomically(output, lambda file: file.write(png), binary=True)
+    render.stderr.print(f"wrote {render.safe(output)}")
 
 
 def register(app: typer.Typer) -> None:
