@@ -17,6 +17,7 @@ packed engine, which gives the same numbers more slowly. ``backprop`` is not off
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,6 @@ from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_STEPS
 from xorjobs.models.cost_log import PackedCostLog
 from xorjobs.models.data import xor_data
 from xorjobs.models.engine import PackedMemberError, PackProgressCallback
-from xorjobs.models.initial_weights import sequential_init
 from xorjobs.models.kernel_paths import sum4
 from xorjobs.models.native_kernel import (
     Kernel,
@@ -238,17 +238,29 @@ def _tape(variant: str, choices: KernelChoices, block: int) -> SequentialTape:
 
 
 def _initial_theta(tape: SequentialTape, seeds: Sequence[int], padded: int) -> np.ndarray:
-    """Every job's ``nn.Linear`` default init (``models.initial_weights``), as (rows, padded) rows of
-    W (in, out) then b per layer; padding lanes are zeros."""
-    theta = np.zeros((tape.rows, padded), dtype=np.float32)
-    columns = []
-    for seed in seeds:
-        parts = []
-        for weight, bias in sequential_init(tape.shapes, seed):
-            parts += [weight.t().reshape(-1), bias]
-        columns.append(torch.cat(parts))
-    theta[:, : len(seeds)] = torch.stack(columns, dim=1).numpy()
-    return theta
+    """Every job's ``nn.Linear`` default init as (rows, padded) rows of W (out, in) then b per layer;
+    padding lanes are zeros.
+
+    The same draws as ``models.initial_weights.sequential_init`` (``kaiming_uniform_(a=sqrt(5))`` is
+    ``uniform_(-bound, bound)`` with its bound computed as it computes it, then the bias's
+    ``uniform_``), written straight into each job's contiguous row: ~4x cheaper than building the
+    tensors and copying them (tests/test_native_engine.py compares the two).
+    """
+    bounds = []
+    for fan_in, _ in tape.shapes:
+        gain = torch.nn.init.calculate_gain("leaky_relu", math.sqrt(5))
+        bounds.append((math.sqrt(3.0) * (gain / math.sqrt(fan_in)), 1 / math.sqrt(fan_in)))
+    by_job = torch.zeros(padded, tape.rows)
+    generator = torch.Generator()
+    for job, seed in enumerate(seeds):
+        row, at = by_job[job], 0
+        generator.manual_seed(seed)
+        for (fan_in, fan_out), (weight_bound, bias_bound) in zip(tape.shapes, bounds, strict=True):
+            row[at : at + fan_in * fan_out].uniform_(-weight_bound, weight_bound, generator=generator)
+            at += fan_in * fan_out
+            row[at : at + fan_out].uniform_(-bias_bound, bias_bound, generator=generator)
+            at += fan_out
+    return np.ascontiguousarray(by_job.t().numpy())
 
 
 def _results(

@@ -62,7 +62,7 @@ class _Probe:
         lanes = max(len(v) for v in inputs.values())
         blocks = -(-lanes // block)
         ops, init = self.tape.as_arrays(block)
-        slots = np.ascontiguousarray(np.broadcast_to(init, (blocks, *init.shape)))
+        slots = np.repeat(init[None], blocks, axis=0)
         for slot, values in inputs.items():
             padded = np.zeros(blocks * block, dtype=np.float32)
             padded[: len(values)] = values

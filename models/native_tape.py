@@ -23,6 +23,7 @@ from xorjobs.models.networks import LAYER_WIDTHS
 
 # Op codes of xor_kernel.c.
 MUL, ADD, SUB, DIV, FMA, MAXC, COPY, SIG_LIBM, SIG_CLONE, SIG_SLEEF, BCE_TERM = range(11)
+MUL_ADD, SIGMOID_BACKWARD = 11, 12
 
 XOR_X = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))  # models.data.xor_data, as plain numbers
 XOR_Y = (0.0, 1.0, 1.0, 0.0)
@@ -133,9 +134,7 @@ class Tape:
 
     def sigmoid_backward(self, grad: int, h: int, dest: int) -> int:
         """``grad * (1 - h) * h`` (``sigmoid_backward``; ``1 - h`` first, then the two products)."""
-        self.op(SUB, dest, self.constant(1.0), h)
-        self.op(MUL, dest, dest, grad)
-        return self.op(MUL, dest, dest, h)
+        return self.op(SIGMOID_BACKWARD, dest, h, grad)
 
     def product_element(
         self, tree: Tree, lhs: Sequence[int], rhs: Sequence[int], bias: int | None, dest: int
@@ -154,6 +153,11 @@ class Tape:
                 other = node.right if node.fused == node.left else node.left
                 addend = value(other, None)
                 return self.op(FMA, self.to_dest(into, addend), lhs[node.fused], rhs[node.fused], addend)
+            # A rounded product joining a sum: one op, still two roundings (``a * b`` then ``+``).
+            product = next((c for c in (node.right, node.left) if isinstance(c, int) and c != BIAS), None)
+            if product is not None:
+                addend = value(node.left if product == node.right else node.right, None)
+                return self.op(MUL_ADD, self.to_dest(into, addend), lhs[product], rhs[product], addend)
             left, right = value(node.left, None), value(node.right, None)
             return self.op(ADD, self.to_dest(into, left, right), left, right)
 
@@ -184,7 +188,7 @@ class SequentialTape:
     n_cost: int
     n_backward: int
     init: np.ndarray
-    rows: int  # parameters per job, in SequentialPack's order: per layer W as (in, out), then b
+    rows: int  # parameters per job: per layer W (out, in) row-major, then b
     param_slot: int
     alpha_slot: int
     hyp_slots: np.ndarray  # the 4 output slots
@@ -201,16 +205,16 @@ def sequential_tape(variant: str, choices: KernelChoices, block: int) -> Sequent
     param_slot = tape.named(rows)
     grad_slot = tape.named(rows)
     alpha_slot = tape.named()
-    w_rows, b_rows = [], []  # per layer: the first row of W (in, out) and of b
+    w_rows, b_rows = [], []  # per layer: the first row of W (out, in, as nn.Linear holds it) and of b
     row = 0
     for k, n in shapes:
         w_rows.append(row)
         b_rows.append(row + k * n)
         row += k * n + n
 
-    def w_of(layer: int) -> Callable[[int, int], int]:
-        n = shapes[layer][1]
-        return lambda i, o: w_rows[layer] + i * n + o
+    def w_of(layer: int) -> Callable[[int, int], int]:  # (in, out) -> its row
+        k = shapes[layer][0]
+        return lambda i, o: w_rows[layer] + o * k + i
 
     def b_of(layer: int) -> Callable[[int], int]:
         return lambda o: b_rows[layer] + o

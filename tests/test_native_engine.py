@@ -16,12 +16,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.ci import require
 from xorjobs.models import train
 from xorjobs.models.engine import CostChunk, PackedMemberError
 from xorjobs.models.engines import EXACT
-from xorjobs.models.native_engine import NativeEngine
+from xorjobs.models.initial_weights import sequential_init
+from xorjobs.models.native_engine import NativeEngine, _initial_theta, _tape
 from xorjobs.models.native_kernel import (
     ISA_AVX2,
     Kernel,
@@ -85,6 +87,20 @@ def test_large_packs_equal_the_exact_engine_and_solo(variant: str, size: int, st
     assert all(same_result(a, b) for a, b in zip(native, exact, strict=True))
     for job in range(0, size, size // 12):
         assert same_result(native[job], train(variant, seeds[job], lrs[job], steps=steps, log_every=4))
+
+
+def test_initial_weights_are_nn_linear_defaults() -> None:
+    """The kernel's starting rows are what ``sequential_init`` (so ``nn.Linear``) gives each job."""
+    seeds = [0, 1, 12345, 2**32 - 1, 2**32, 2**40, 2**63 - 1]
+    for variant in ("nn", "wide_deep"):
+        tape = _tape(variant, machine_choices_or_fail(), 128)
+        theta = _initial_theta(tape, seeds, 128)
+        for job, seed in enumerate(seeds):
+            expected = torch.cat(
+                [t for w, b in sequential_init(tape.shapes, seed) for t in (w.reshape(-1), b)]
+            )
+            assert torch.equal(torch.from_numpy(theta[:, job].copy()), expected)
+        assert not theta[:, len(seeds) :].any()
 
 
 def test_the_full_10001_steps_equal_solo() -> None:
@@ -152,6 +168,12 @@ def test_the_self_check_passes_here() -> None:
 
 
 # --- A wrong primitive is refused --------------------------------------------------------------------
+
+
+def machine_choices_or_fail() -> KernelChoices:
+    choices = machine_choices()
+    assert choices is not None
+    return choices
 
 
 def _kernel_and_choices() -> tuple[Kernel, KernelChoices]:

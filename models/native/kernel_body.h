@@ -32,53 +32,84 @@ static inline void XK(bce_term)(float *d, const float *x, const float *t) {
     }
 }
 
+/* Direct threading (a computed goto at the end of each op's code rather than one shared switch):
+ * each op's jump to the next has its own branch history, which the tape's fixed but long sequence of
+ * ops needs to be predicted well. */
 static void XK(run)(const int32_t *ops, int n, float *S, void *sleef) {
-    for (int i = 0; i < n; i++) {
-        const int32_t *o = ops + 5 * i;
-        float *d = S + (size_t)o[1] * BLOCK;
-        const float *a = S + (size_t)o[2] * BLOCK;
-        const float *b = S + (size_t)o[3] * BLOCK;
-        const float *c = S + (size_t)o[4] * BLOCK;
-        int v;
-        switch (o[0]) {
-        case OP_MUL:
-            for (v = 0; v < BLOCK; v += VW) VST(d + v, VMUL(VLD(a + v), VLD(b + v)));
-            break;
-        case OP_ADD:
-            for (v = 0; v < BLOCK; v += VW) VST(d + v, VADD(VLD(a + v), VLD(b + v)));
-            break;
-        case OP_SUB:
-            for (v = 0; v < BLOCK; v += VW) VST(d + v, VSUB(VLD(a + v), VLD(b + v)));
-            break;
-        case OP_DIV:
-            for (v = 0; v < BLOCK; v += VW) VST(d + v, VDIV(VLD(a + v), VLD(b + v)));
-            break;
-        case OP_FMA:
-            for (v = 0; v < BLOCK; v += VW) VST(d + v, VFMA(VLD(a + v), VLD(b + v), VLD(c + v)));
-            break;
-        case OP_MAXC:
-            /* std::max(a, b) = a < b ? b : a (a NaN stays a NaN). */
-            for (v = 0; v < BLOCK; v += VW) VST(d + v, VSEL_LT(VLD(a + v), VLD(b + v)));
-            break;
-        case OP_COPY:
-            for (v = 0; v < BLOCK; v += VW) VST(d + v, VLD(a + v));
-            break;
-        case OP_SIG_LIBM:
-            XK(sig_libm)(d, a);
-            break;
-        case OP_SIG_CLONE:
-            XK(sig_clone)(d, a);
-            break;
-        case OP_SIG_SLEEF:
-            XK(sig_sleef)(d, a, sleef);
-            break;
-        case OP_BCE_TERM:
-            XK(bce_term)(d, a, b);
-            break;
-        default:
-            break;
-        }
+    static const void *const labels[] = {
+        [OP_MUL] = &&op_mul,       [OP_ADD] = &&op_add,           [OP_SUB] = &&op_sub,
+        [OP_DIV] = &&op_div,       [OP_FMA] = &&op_fma,           [OP_MAXC] = &&op_maxc,
+        [OP_COPY] = &&op_copy,     [OP_SIG_LIBM] = &&op_sig_libm, [OP_SIG_CLONE] = &&op_sig_clone,
+        [OP_SIG_SLEEF] = &&op_sig_sleef, [OP_BCE_TERM] = &&op_bce_term, [OP_MUL_ADD] = &&op_mul_add,
+        [OP_SIGMOID_BACKWARD] = &&op_sigmoid_backward,
+    };
+    const V one = VSET1(1.0f);
+    const int32_t *o = ops, *end = ops + 5 * (size_t)n;
+    float *d;
+    const float *a, *b, *c;
+    int v;
+#define DECODE()                                 \
+    do {                                         \
+        d = S + (size_t)o[1] * BLOCK;            \
+        a = S + (size_t)o[2] * BLOCK;            \
+        b = S + (size_t)o[3] * BLOCK;            \
+        c = S + (size_t)o[4] * BLOCK;            \
+    } while (0)
+#define NEXT()                                   \
+    do {                                         \
+        o += 5;                                  \
+        if (o == end) return;                    \
+        DECODE();                                \
+        goto *labels[o[0]];                      \
+    } while (0)
+    if (n <= 0) return;
+    DECODE();
+    goto *labels[o[0]];
+op_mul:
+    for (v = 0; v < BLOCK; v += VW) VST(d + v, VMUL(VLD(a + v), VLD(b + v)));
+    NEXT();
+op_add:
+    for (v = 0; v < BLOCK; v += VW) VST(d + v, VADD(VLD(a + v), VLD(b + v)));
+    NEXT();
+op_sub:
+    for (v = 0; v < BLOCK; v += VW) VST(d + v, VSUB(VLD(a + v), VLD(b + v)));
+    NEXT();
+op_div:
+    for (v = 0; v < BLOCK; v += VW) VST(d + v, VDIV(VLD(a + v), VLD(b + v)));
+    NEXT();
+op_fma:
+    for (v = 0; v < BLOCK; v += VW) VST(d + v, VFMA(VLD(a + v), VLD(b + v), VLD(c + v)));
+    NEXT();
+op_mul_add:
+    for (v = 0; v < BLOCK; v += VW) VST(d + v, VADD(VMUL(VLD(a + v), VLD(b + v)), VLD(c + v)));
+    NEXT();
+op_sigmoid_backward:
+    for (v = 0; v < BLOCK; v += VW) {
+        V h = VLD(a + v);
+        VST(d + v, VMUL(VMUL(VSUB(one, h), VLD(b + v)), h));
     }
+    NEXT();
+op_maxc:
+    /* std::max(a, b) = a < b ? b : a (a NaN stays a NaN). */
+    for (v = 0; v < BLOCK; v += VW) VST(d + v, VSEL_LT(VLD(a + v), VLD(b + v)));
+    NEXT();
+op_copy:
+    for (v = 0; v < BLOCK; v += VW) VST(d + v, VLD(a + v));
+    NEXT();
+op_sig_libm:
+    XK(sig_libm)(d, a);
+    NEXT();
+op_sig_clone:
+    XK(sig_clone)(d, a);
+    NEXT();
+op_sig_sleef:
+    XK(sig_sleef)(d, a, sleef);
+    NEXT();
+op_bce_term:
+    XK(bce_term)(d, a, b);
+    NEXT();
+#undef DECODE
+#undef NEXT
 }
 
 static int XK(any_nan)(const float *S, const int32_t *slots, int count, int *lane_nan) {
