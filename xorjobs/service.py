@@ -13,6 +13,7 @@ from celery import Celery
 from xorjobs import analysis
 from xorjobs.analysis import DEFAULT_THRESHOLD
 from xorjobs.export_formats import ExportFormat
+from xorjobs.filters import DEFAULT_ORDER, NO_JOB_FILTER, NO_SWEEP_FILTER, JobFilter, JobOrder, SweepFilter
 from xorjobs.queue import make_celery, publish
 from xorjobs.queue_watch import QueueWatch
 from xorjobs.settings import Settings
@@ -102,17 +103,21 @@ class Service:
         """Whether a live worker consumes ``queue``, as last asked (off the submit path: see QueueWatch)."""
         return self.queue_watch.serves(queue)
 
-    def sweeps(self, limit: int = 100) -> dict[str, Any]:
+    def sweeps(self, limit: int = 100, sweep_filter: SweepFilter = NO_SWEEP_FILTER) -> dict[str, Any]:
         url = self._store()
-        return {"sweeps": queries.list_sweeps(url, limit)}
+        return {"sweeps": queries.list_sweeps(url, limit, sweep_filter)}
 
-    def status(self, sweep_id: str | None) -> dict[str, Any]:
+    def status(
+        self, sweep_id: str | None, job_filter: JobFilter = NO_JOB_FILTER, order: JobOrder = DEFAULT_ORDER
+    ) -> dict[str, Any]:
         url = self._store()
-        return queries.sweep_status(url, sweep_id or queries.latest_sweep_id(url))
+        return queries.sweep_status(url, sweep_id or queries.latest_sweep_id(url), job_filter, order)
 
-    def results(self, sweep_id: str | None) -> dict[str, Any]:
+    def results(
+        self, sweep_id: str | None, job_filter: JobFilter = NO_JOB_FILTER, order: JobOrder = DEFAULT_ORDER
+    ) -> dict[str, Any]:
         url = self._store()
-        return queries.sweep_results(url, sweep_id or queries.latest_sweep_id(url))
+        return queries.sweep_results(url, sweep_id or queries.latest_sweep_id(url), job_filter, order)
 
     def job(self, job_id: str) -> dict[str, Any]:
         url = self._store()
@@ -136,18 +141,25 @@ class Service:
     # --- issue 5: what a sweep found, exports, plots, housekeeping --------------------------------
 
     def summary(
-        self, sweep_id: str | None, by: list[str], threshold: float = DEFAULT_THRESHOLD
+        self,
+        sweep_id: str | None,
+        by: list[str],
+        threshold: float = DEFAULT_THRESHOLD,
+        job_filter: JobFilter = NO_JOB_FILTER,
     ) -> dict[str, Any]:
-        """Per group of ``by``: counts, solve rate with its Wilson interval, final costs, convergence."""
+        """Per group of ``by`` (of the jobs ``job_filter`` keeps): counts, solve rate with its Wilson
+        interval, final costs, convergence."""
         url = self._store()
         sweep_id = sweep_id or queries.latest_sweep_id(url)
-        jobs = queries.sweep_status(url, sweep_id)["jobs"]
-        return analysis.summarize(sweep_id, jobs, curves_by_job(url, sweep_id), by, threshold)
+        jobs = queries.sweep_status(url, sweep_id, job_filter)["jobs"]
+        return analysis.summarize(sweep_id, jobs, curves_by_job(url, sweep_id, job_filter), by, threshold)
 
-    def export_costs(self, sweep_id: str | None, export_format: ExportFormat) -> Iterator[str]:
-        """Every cost of the sweep as CSV or JSON-lines text chunks, streamed from one query."""
+    def export_costs(
+        self, sweep_id: str | None, export_format: ExportFormat, job_filter: JobFilter = NO_JOB_FILTER
+    ) -> Iterator[str]:
+        """The costs of the kept jobs as CSV or JSON-lines text chunks, streamed from one query."""
         url = self._store()
-        return export_text(url, sweep_id or queries.latest_sweep_id(url), export_format)
+        return export_text(url, sweep_id or queries.latest_sweep_id(url), export_format, job_filter)
 
     def sweep_figure(self, sweep_id: str | None, by: list[str], threshold: float | None = None) -> Figure:
         """The sweep's cost-curve Figure, drawn from the store (``sweep_plot`` renders it as PNG)."""

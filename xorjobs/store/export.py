@@ -14,8 +14,10 @@ from sqlalchemy import select
 
 from xorjobs.errors import NotFound
 from xorjobs.export_formats import ExportFormat
+from xorjobs.filters import NO_JOB_FILTER, JobFilter
 from xorjobs.store.engine import read_session
 from xorjobs.store.floats import FloatKind
+from xorjobs.store.queries import job_conditions
 from xorjobs.store.tables import Cost, Job, Sweep
 
 EXPORT_COLUMNS = ("job_id", "variant", "seed", "lr", "device", "step", "cost")
@@ -36,9 +38,12 @@ def require_sweep(url: str, sweep_id: str) -> None:
             raise NotFound(f"no sweep {sweep_id}")
 
 
-def cost_batches(url: str, sweep_id: str) -> Iterator[Sequence[Sequence[Any]]]:
-    """The sweep's costs in job (expansion) order, then step order, from one streamed query, in batches
-    of ``(job_id, variant, seed, lr, device, step, value, kind)`` rows (see ``floats`` for value/kind).
+def cost_batches(
+    url: str, sweep_id: str, job_filter: JobFilter = NO_JOB_FILTER
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """The costs of the sweep's jobs that ``job_filter`` keeps, in job (expansion) order, then step order,
+    from one streamed query, in batches of ``(job_id, variant, seed, lr, device, step, value, kind)`` rows
+    (see ``floats`` for value/kind).
 
     Core rows on the session's connection, not ORM rows (half the time per row on a million rows); the
     ``(sweep_id, position)`` and ``(job_id, step)`` unique indexes give the order without a sort.
@@ -46,7 +51,7 @@ def cost_batches(url: str, sweep_id: str) -> Iterator[Sequence[Sequence[Any]]]:
     statement = (
         select(Job.id, Job.variant, Job.seed, Job.lr, Job.device, Cost.step, Cost.value, Cost.kind)
         .join(Cost, Cost.job_id == Job.id)
-        .where(Job.sweep_id == sweep_id)
+        .where(Job.sweep_id == sweep_id, *job_conditions(job_filter))
         .order_by(Job.position, Cost.step)
     )
     with read_session(url) as session:
@@ -54,14 +59,16 @@ def cost_batches(url: str, sweep_id: str) -> Iterator[Sequence[Sequence[Any]]]:
         yield from result.partitions()
 
 
-def curves_by_job(url: str, sweep_id: str) -> dict[str, list[tuple[int, float]]]:
-    """Every job's ``(step, cost)`` curve (NaN and inf decoded), from one query: what the summary and
-    the plots read. The same data as ``queries.costs_by_job``, through Core rows instead of ORM rows,
-    which on a million costs (a 10,000-job sweep) is several times faster."""
+def curves_by_job(
+    url: str, sweep_id: str, job_filter: JobFilter = NO_JOB_FILTER
+) -> dict[str, list[tuple[int, float]]]:
+    """The ``(step, cost)`` curve (NaN and inf decoded) of every job ``job_filter`` keeps, from one query:
+    what the summary and the plots read. The same data as ``queries.costs_by_job``, through Core rows
+    instead of ORM rows, which on a million costs (a 10,000-job sweep) is several times faster."""
     statement = (
         select(Cost.job_id, Cost.step, Cost.value, Cost.kind)
         .join(Job, Job.id == Cost.job_id)
-        .where(Job.sweep_id == sweep_id)
+        .where(Job.sweep_id == sweep_id, *job_conditions(job_filter))
         .order_by(Job.position, Cost.step)  # index order on both tables: no sort
     )
     curves: dict[str, list[tuple[int, float]]] = {}
@@ -75,10 +82,12 @@ def curves_by_job(url: str, sweep_id: str) -> dict[str, list[tuple[int, float]]]
     return curves
 
 
-def export_text(url: str, sweep_id: str, export_format: ExportFormat) -> Iterator[str]:
+def export_text(
+    url: str, sweep_id: str, export_format: ExportFormat, job_filter: JobFilter = NO_JOB_FILTER
+) -> Iterator[str]:
     """The export as text chunks; raises NotFound at once (not on first iteration) for an unknown sweep."""
     require_sweep(url, sweep_id)
-    batches = cost_batches(url, sweep_id)
+    batches = cost_batches(url, sweep_id, job_filter)
     return _csv_chunks(batches) if export_format is ExportFormat.CSV else _jsonl_chunks(batches)
 
 

@@ -7,11 +7,13 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, case, exists, func, literal, or_, select
 
+from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.errors import NotFound
+from xorjobs.filters import DEFAULT_ORDER, NO_JOB_FILTER, NO_SWEEP_FILTER, JobFilter, JobOrder, SweepFilter
 from xorjobs.store.engine import read_session
-from xorjobs.store.floats import decode_float
+from xorjobs.store.floats import FloatKind, decode_float
 from xorjobs.store.tables import Cost, Job, JobState, Sweep
 
 JobRecord = dict[str, Any]
@@ -89,10 +91,19 @@ def _sweep_record(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def list_sweeps(url: str, limit: int = 100) -> list[dict[str, Any]]:
-    """Newest first, each with its state counts."""
+def list_sweeps(
+    url: str, limit: int = 100, sweep_filter: SweepFilter = NO_SWEEP_FILTER
+) -> list[dict[str, Any]]:
+    """Newest first, each with its state counts; only those ``sweep_filter`` keeps (``xorjobs.filters``)."""
+    statement = select(Sweep)
+    if sweep_filter.name is not None:
+        statement = statement.where(Sweep.name.icontains(sweep_filter.name, autoescape=True))
+    if sweep_filter.states:
+        statement = statement.where(
+            exists().where(Job.sweep_id == Sweep.id, Job.state.in_(sweep_filter.states))
+        )
     with read_session(url) as session:
-        sweeps = session.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)).all()
+        sweeps = session.scalars(statement.order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)).all()
         counts = _counts_by_sweep(session, [sweep.id for sweep in sweeps])
         return [_sweep_record(sweep, counts[sweep.id]) for sweep in sweeps]
 
@@ -105,38 +116,112 @@ def latest_sweep_id(url: str) -> str:
     return sweep_id
 
 
-def sweep_status(url: str, sweep_id: str) -> dict[str, Any]:
-    """The sweep, its state counts (every state, zeros included) and its jobs in expansion order."""
+def job_conditions(job_filter: JobFilter) -> list[ColumnElement[bool]]:
+    """The filter as SQL conditions on ``Job`` (bound parameters only), to AND together."""
+    conditions: list[ColumnElement[bool]] = []
+    if job_filter.states:
+        conditions.append(Job.state.in_(job_filter.states))
+    if job_filter.variants:
+        conditions.append(Job.variant.in_(job_filter.variants))
+    if job_filter.lrs:
+        conditions.append(Job.lr.in_(job_filter.lrs))
+    if job_filter.seed_ranges:
+        conditions.append(
+            or_(
+                *(
+                    Job.seed == low if low == high else Job.seed.between(low, high)
+                    for low, high in job_filter.seed_ranges
+                )
+            )
+        )
+    return conditions
+
+
+def _sort_rank(kind: Any, descending: bool) -> ColumnElement[int]:
+    """Where a stored float sorts by its kind (``floats.FloatKind``): -inf, finite, +inf (reversed when
+    descending), then NaN, then no value at all (not succeeded, or not recorded)."""
+    first, last = (
+        (FloatKind.POS_INF, FloatKind.NEG_INF) if descending else (FloatKind.NEG_INF, FloatKind.POS_INF)
+    )
+    return case(
+        (Job.state != JobState.SUCCEEDED, literal(4)),
+        (kind == first, literal(0)),
+        (kind == FloatKind.FINITE, literal(1)),
+        (kind == last, literal(2)),
+        (kind == FloatKind.NAN, literal(3)),
+        else_=literal(4),
+    )
+
+
+def job_ordering(order: JobOrder) -> list[Any]:
+    """ORDER BY for ``order``: the sort key (missing values and NaN last), then expansion order."""
+    if order.sort is None:
+        return [Job.position]
+    if order.sort == "final_cost":
+        value: Any = Job.final_cost
+        keys: list[Any] = [_sort_rank(Job.final_cost_kind, order.descending)]
+    else:
+        value = {"accuracy": Job.accuracy, "seed": Job.seed, "lr": Job.lr}[order.sort]
+        # Accuracy exists only for a succeeded job (never NaN); seed and lr always.
+        missing = case((Job.state != JobState.SUCCEEDED, literal(1)), else_=literal(0))
+        keys = [missing] if order.sort == "accuracy" else []
+    keys.append(value.desc() if order.descending else value.asc())
+    return [*keys, Job.position]
+
+
+def sweep_status(
+    url: str, sweep_id: str, job_filter: JobFilter = NO_JOB_FILTER, order: JobOrder = DEFAULT_ORDER
+) -> dict[str, Any]:
+    """The sweep, its state counts (every state, zeros included: the whole sweep's, whatever the filter)
+    and the jobs ``job_filter`` keeps, in expansion order or as ``order`` sorts and limits them."""
     with read_session(url) as session:
         sweep = session.get(Sweep, sweep_id)
         if sweep is None:
             raise NotFound(f"no sweep {sweep_id}")
-        jobs = session.scalars(select(Job).where(Job.sweep_id == sweep_id).order_by(Job.position)).all()
+        statement = (
+            select(Job)
+            .where(Job.sweep_id == sweep_id, *job_conditions(job_filter))
+            .order_by(*job_ordering(order))
+            .limit(order.limit)
+        )
+        jobs = session.scalars(statement).all()
         record = _sweep_record(sweep, _counts_by_sweep(session, [sweep_id])[sweep_id])
         record["jobs"] = [job_record(job) for job in jobs]
         return record
 
 
-def sweep_results(url: str, sweep_id: str) -> dict[str, Any]:
-    """Every job's record with its costs; all costs come from one query, not one per job."""
-    status = sweep_status(url, sweep_id)
-    costs = costs_by_job(url, sweep_id)
+def sweep_results(
+    url: str, sweep_id: str, job_filter: JobFilter = NO_JOB_FILTER, order: JobOrder = DEFAULT_ORDER
+) -> dict[str, Any]:
+    """The kept jobs' records with their costs; all costs come from one query, not one per job."""
+    status = sweep_status(url, sweep_id, job_filter, order)
+    every_job = job_filter.is_empty and order.limit is None
+    costs = costs_by_job(url, sweep_id, None if every_job else [job["id"] for job in status["jobs"]])
     for job in status["jobs"]:
         job["costs"] = costs.get(job["id"], [])
     return {"sweep_id": sweep_id, "name": status["name"], "counts": status["counts"], "jobs": status["jobs"]}
 
 
-def costs_by_job(url: str, sweep_id: str) -> dict[str, list[list[Any]]]:
-    with read_session(url) as session:
-        rows = session.execute(
-            select(Cost.job_id, Cost.step, Cost.value, Cost.kind)
-            .join(Job, Job.id == Cost.job_id)
-            .where(Job.sweep_id == sweep_id)
-            .order_by(Cost.job_id, Cost.step)
-        ).all()
+def costs_by_job(url: str, sweep_id: str, job_ids: list[str] | None = None) -> dict[str, list[list[Any]]]:
+    """Every job's costs, or only those of ``job_ids`` (a few queries of at most IDS_PER_STATEMENT ids)."""
+    base = (
+        select(Cost.job_id, Cost.step, Cost.value, Cost.kind)
+        .join(Job, Job.id == Cost.job_id)
+        .where(Job.sweep_id == sweep_id)
+        .order_by(Cost.job_id, Cost.step)
+    )
+    if job_ids is None:
+        statements = [base]
+    else:
+        statements = [
+            base.where(Cost.job_id.in_(job_ids[start : start + IDS_PER_STATEMENT]))
+            for start in range(0, len(job_ids), IDS_PER_STATEMENT)
+        ]
     result: dict[str, list[list[Any]]] = defaultdict(list)
-    for job_id, step, value, kind in rows:
-        result[job_id].append([step, decode_float(value, kind)])
+    with read_session(url) as session:
+        for statement in statements:
+            for job_id, step, value, kind in session.execute(statement):
+                result[job_id].append([step, decode_float(value, kind)])
     return result
 
 
