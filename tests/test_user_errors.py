@@ -298,7 +298,7 @@ def test_learning_rates_are_checked_as_float32(lrs: list[float], field: str, mes
         (["--seed", "٣"], "--seed"),
         (["--seed", "1,,2"], "--seed"),
         (["--seed", "1,"], "--seed"),
-        (["--variant", "nn,,backprop"], "--variant"),
+        (["--variant", "backprop,,wide_deep"], "--variant"),
         (["--steps", "1_000"], "--steps"),
         (["--steps", "٣"], "--steps"),
         (["--log-every", "1_0"], "--log-every"),
