@@ -23,7 +23,7 @@ from xorjobs.models.networks import LAYER_WIDTHS
 
 # Op codes of xor_kernel.c.
 MUL, ADD, SUB, DIV, FMA, MAXC, COPY, SIG_LIBM, SIG_CLONE, SIG_SLEEF, BCE_TERM = range(11)
-MUL_ADD, SIGMOID_BACKWARD = 11, 12
+MUL_ADD, SIGMOID_BACKWARD, PRODUCT_CHAIN = 11, 12, 13
 
 XOR_X = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))  # models.data.xor_data, as plain numbers
 XOR_Y = (0.0, 1.0, 1.0, 0.0)
@@ -153,15 +153,40 @@ class Tape:
                 other = node.right if node.fused == node.left else node.left
                 addend = value(other, None)
                 return self.op(FMA, self.to_dest(into, addend), lhs[node.fused], rhs[node.fused], addend)
-            # A rounded product joining a sum: one op, still two roundings (``a * b`` then ``+``).
-            product = next((c for c in (node.right, node.left) if isinstance(c, int) and c != BIAS), None)
-            if product is not None:
-                addend = value(node.left if product == node.right else node.right, None)
-                return self.op(MUL_ADD, self.to_dest(into, addend), lhs[product], rhs[product], addend)
+            # Rounded products joining a sum one after another (a left-deep chain): one op that keeps
+            # the running sum in registers, still rounding every product and every sum.
+            chain: list[int] = []
+            below: Tree = node
+            while isinstance(below, Node) and below.fused is None:
+                product = _product_child(below)
+                if product is None:
+                    break
+                chain.append(product)
+                below = below.left if product == below.right else below.right
+            if chain:
+                chain.reverse()
+                start: int | None = None
+                if isinstance(below, int) and below != BIAS:
+                    chain.insert(0, below)
+                else:
+                    start = value(below, None)
+                if start is not None and len(chain) == 1:
+                    product = chain[0]
+                    return self.op(MUL_ADD, self.to_dest(into, start), lhs[product], rhs[product], start)
+                dest = self.to_dest(into, *([] if start is None else [start]))
+                return self.chain(dest, [(lhs[k], rhs[k]) for k in chain], start)
             left, right = value(node.left, None), value(node.right, None)
             return self.op(ADD, self.to_dest(into, left, right), left, right)
 
         return value(tree, dest)
+
+    def chain(self, dest: int, pairs: list[tuple[int, int]], start: int | None) -> int:
+        """``PRODUCT_CHAIN``: the op record, then the (a, b) pairs five ints to a record."""
+        self.ops.append((PRODUCT_CHAIN, dest, len(pairs), -1 if start is None else start, 0))
+        flat = [slot for pair in pairs for slot in pair]
+        flat += [0] * (-len(flat) % 5)
+        self.ops += [tuple(flat[i : i + 5]) for i in range(0, len(flat), 5)]  # type: ignore[misc]
+        return dest
 
     def as_arrays(self, block: int) -> tuple[np.ndarray, np.ndarray]:
         """``(ops (n, 5) int32, initial slots (slots, block) float32)``."""
@@ -170,6 +195,11 @@ class Tape:
             init[slot] = value
         ops = np.array(self.ops, dtype=np.int32).reshape(-1, 5)
         return np.ascontiguousarray(ops), init
+
+
+def _product_child(node: Node) -> int | None:
+    """A child of ``node`` that is a rounded product leaf (the right one first), if any."""
+    return next((c for c in (node.right, node.left) if isinstance(c, int) and c != BIAS), None)
 
 
 def sigmoid_is_vector(choices: KernelChoices, units: int) -> list[bool]:

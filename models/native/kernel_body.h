@@ -41,7 +41,7 @@ static void XK(run)(const int32_t *ops, int n, float *S, void *sleef) {
         [OP_DIV] = &&op_div,       [OP_FMA] = &&op_fma,           [OP_MAXC] = &&op_maxc,
         [OP_COPY] = &&op_copy,     [OP_SIG_LIBM] = &&op_sig_libm, [OP_SIG_CLONE] = &&op_sig_clone,
         [OP_SIG_SLEEF] = &&op_sig_sleef, [OP_BCE_TERM] = &&op_bce_term, [OP_MUL_ADD] = &&op_mul_add,
-        [OP_SIGMOID_BACKWARD] = &&op_sigmoid_backward,
+        [OP_SIGMOID_BACKWARD] = &&op_sigmoid_backward, [OP_PRODUCT_CHAIN] = &&op_product_chain,
     };
     const V one = VSET1(1.0f);
     const int32_t *o = ops, *end = ops + 5 * (size_t)n;
@@ -89,6 +89,33 @@ op_sigmoid_backward:
         VST(d + v, VMUL(VMUL(VSUB(one, h), VLD(b + v)), h));
     }
     NEXT();
+op_product_chain: {
+    /* Products outer, vectors inner: the BLOCK / VW running sums are independent, so their adds
+     * overlap instead of waiting on each other. */
+    const int count = o[2];
+    const int32_t *pairs = o + 5;
+    V acc[BLOCK / VW];
+    int k = 0;
+    if (o[3] >= 0) {
+        const float *start = S + (size_t)o[3] * BLOCK;
+#pragma GCC unroll 16
+        for (int u = 0; u < BLOCK / VW; u++) acc[u] = VLD(start + u * VW);
+    } else {
+        const float *pa = S + (size_t)pairs[0] * BLOCK, *pb = S + (size_t)pairs[1] * BLOCK;
+#pragma GCC unroll 16
+        for (int u = 0; u < BLOCK / VW; u++) acc[u] = VMUL(VLD(pa + u * VW), VLD(pb + u * VW));
+        k = 1;
+    }
+    for (; k < count; k++) {
+        const float *pa = S + (size_t)pairs[2 * k] * BLOCK, *pb = S + (size_t)pairs[2 * k + 1] * BLOCK;
+#pragma GCC unroll 16
+        for (int u = 0; u < BLOCK / VW; u++) acc[u] = VADD(acc[u], VMUL(VLD(pa + u * VW), VLD(pb + u * VW)));
+    }
+#pragma GCC unroll 16
+    for (int u = 0; u < BLOCK / VW; u++) VST(d + u * VW, acc[u]);
+    o += 5 * ((2 * count + 4) / 5); /* past the pair records */
+    NEXT();
+}
 op_maxc:
     /* std::max(a, b) = a < b ? b : a (a NaN stays a NaN). */
     for (v = 0; v < BLOCK; v += VW) VST(d + v, VSEL_LT(VLD(a + v), VLD(b + v)));

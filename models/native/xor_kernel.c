@@ -32,6 +32,10 @@ enum {
     OP_BCE_TERM = 10,
     OP_MUL_ADD = 11, /* round(round(a * b) + c): two roundings, never an FMA */
     OP_SIGMOID_BACKWARD = 12, /* round(round(round(1 - a) * b) * a) */
+    /* A left-deep sum of rounded products, in registers: (op, dest, count, start, 0), then the
+     * count (a, b) slot pairs packed five ints to a record; the sum starts from slot `start`, or from
+     * the first product when start < 0, and adds each product (rounded) in turn, rounding each sum. */
+    OP_PRODUCT_CHAIN = 13,
 };
 
 typedef struct {
