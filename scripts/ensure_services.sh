@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services the tests use are up: Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432,
-# trust auth), plus redis-server/redis-cli binaries and Debian's chromium + chromedriver for the
-# dashboard test. Installs what is missing (Debian packages) and starts what is down; fails loudly
+# trust auth), plus redis-server/redis-cli binaries, Debian's chromium + chromedriver for the
+# dashboard test, and libfaketime for the skewed-clock fault test. Installs what is missing (Debian packages) and starts what is down; fails loudly
 # when a service cannot be brought up. Safe to run again.
 set -euo pipefail
 
@@ -48,4 +48,12 @@ psql -h 127.0.0.1 -U postgres -d postgres -tAc 'select 1' >/dev/null || { log "F
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   log "installing chromium and chromium-driver"; apt_install chromium chromium-driver
 fi
-log "Redis, PostgreSQL and Chromium are ready"
+# --- libfaketime (the skewed-clock fault test runs a worker under it) -----------------------------
+if ! dpkg -s libfaketime >/dev/null 2>&1; then
+  log "installing libfaketime"; apt_install libfaketime
+fi
+# --- unshare (the PID-namespace fault test) -----------------------------------------------------
+if ! command -v unshare >/dev/null; then
+  log "installing util-linux"; apt_install util-linux
+fi
+log "Redis, PostgreSQL, Chromium and the fault-test tools are ready"
