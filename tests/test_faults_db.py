@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -309,3 +310,61 @@ def test_settings_keep_the_lease_several_heartbeats_long() -> None:
     assert Settings(lease_seconds=3, heartbeat_seconds=0.5).lease_seconds == 3  # the fault tests' timings
     with pytest.raises(ValidationError, match="heartbeat_seconds"):
         Settings(lease_seconds=MIN_LEASE_PER_HEARTBEAT * 0.5 - 0.1, heartbeat_seconds=0.5)
+
+
+FROZEN_HOLDER = """
+import sys, time
+from sqlalchemy.orm import Session
+from xorjobs.store.claims import claim_job
+from xorjobs.store.engine import get_engine
+from xorjobs.store.row_locks import lock_job_rows
+from xorjobs.store.tables import Job
+url, job_ids = sys.argv[1], sys.argv[2:]
+for job_id in job_ids:
+    assert claim_job(url, job_id, "frozen@elsewhere/1", 3.0, 3) is not None
+session = Session(get_engine(url))
+session.begin()
+assert sorted(lock_job_rows(session, Job.id.in_(job_ids))) == sorted(job_ids)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.postgres
+def test_a_frozen_worker_holding_row_locks_does_not_stall_recovery(
+    tmp_path: Path, postgres_url: str, private_redis: tuple[str, Callable[[], None]]
+) -> None:
+    """A worker process frozen (SIGSTOP) inside an open transaction that locks its jobs' rows, with the
+    engine's shipped session limits (no override): a real worker re-runs those jobs once the server
+    ends the stuck transaction (idle_in_transaction_session_timeout, 20 s, a third of the default
+    lease). Before: the reaper's UPDATE waited on the locks for as long as the frozen process lived,
+    since the server sees a healthy TCP connection."""
+    cluster = Cluster(tmp_path, postgres_url, private_redis[0])
+    holder: subprocess.Popen[str] | None = None
+    try:
+        sweep_id, job_ids = cluster.submit(seeds=[61, 62, 63, 64], steps=300)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", FROZEN_HOLDER, postgres_url, *job_ids],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        holder.send_signal(signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        cluster.start_worker("w1")
+        status = cluster.wait_finished(sweep_id, timeout=90)
+        recovered_after = time.monotonic() - frozen_at
+        results = cluster.check_invariants(str(status["sweep_id"]))
+        jobs = results["jobs"]
+        assert isinstance(jobs, list)
+        assert [job["state"] for job in jobs] == ["succeeded"] * 4
+        assert [job["attempt"] for job in jobs] == [2] * 4  # the frozen holder's attempt, then ours
+        # The idle-in-transaction limit, then a lease of 3 s and a few reap intervals of 0.5 s (and the
+        # training itself): well under the 90 s above, and bounded whatever the frozen process does.
+        assert recovered_after < 20 + 3 + 15
+        record_figure("frozen_lock_holder_jobs_done_after_seconds", round(recovered_after, 2))
+    finally:
+        if holder is not None:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+        cluster.stop()

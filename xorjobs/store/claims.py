@@ -69,9 +69,14 @@ def _claim(
     max_attempts: int,
     holder_is_dead: Callable[[str], bool],
 ) -> Claim | None:
-    # The lease is compared with the database's clock, in SQL: this worker's clock may be off.
+    # The lease is compared with the database's clock, in SQL: this worker's clock may be off. The row
+    # is locked first (Postgres; SQLite's BEGIN IMMEDIATE already holds the database) so the UPDATE
+    # below never waits: an UPDATE that waited on a lock would keep the lease it computed before the
+    # wait, already (partly) spent when it commits. lock_timeout bounds the wait here instead.
     found = session.execute(
-        select(Job, (Job.lease_expires_at < db_now()).label("lease_expired")).where(Job.id == job_id)
+        select(Job, (Job.lease_expires_at < db_now()).label("lease_expired"))
+        .where(Job.id == job_id)
+        .with_for_update(key_share=True)
     ).first()
     if found is None:
         raise UnknownJob(

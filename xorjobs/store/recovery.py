@@ -41,7 +41,13 @@ def reap_expired_leases(url: str, max_attempts: int) -> tuple[list[QueuedJob], l
             failed: list[str] = []
             requeued: list[QueuedJob] = []
             for start in range(0, len(expired), IDS_PER_STATEMENT):
-                chunk = Job.id.in_(expired[start : start + IDS_PER_STATEMENT])
+                # The lock is ours, but the lease is checked again in the UPDATE, so a claim that
+                # took the job over just before we locked it is never re-queued under its new owner.
+                chunk = and_(
+                    Job.id.in_(expired[start : start + IDS_PER_STATEMENT]),
+                    Job.state == JobState.RUNNING,
+                    Job.lease_expires_at < db_now(),
+                )
                 exhausted = Job.attempts_used >= max_attempts
                 failed += session.scalars(
                     update(Job)
