@@ -39,6 +39,7 @@ from xorjobs.models.native_kernel import (
     load_kernel,
     machine_choices,
     sleef_available,
+    sleef_entry,
 )
 from xorjobs.models.native_tape import SequentialTape, sequential_tape
 from xorjobs.models.pack_loop import _solo_error, check_jobs
@@ -196,11 +197,8 @@ class _NativeRun:
             cost_slot=tape.cost_slot,
             log_every=self.log_every,
             last_step=steps - 1,
-            sleef=0,
+            sleef=sleef_entry(self.choices),
         )
-        from xorjobs.models.native_kernel import sleef_entry
-
-        self.pack.sleef = sleef_entry(self.choices)
 
     def train(self, cost_log: PackedCostLog) -> tuple[torch.Tensor, np.ndarray]:
         """Every step, logging costs as they come; ``(final hypothesis (4, jobs), first failed step)``."""

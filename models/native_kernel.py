@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
-import os
 from dataclasses import dataclass
 from decimal import Decimal, getcontext
 from functools import cache
@@ -152,9 +151,6 @@ class Kernel:
 
 def library_path() -> Path | None:
     """Where the installed build of the kernel is (``None``: not built here)."""
-    override = os.environ.get("XORJOBS_NATIVE_LIBRARY")  # tests point it elsewhere
-    if override is not None:
-        return Path(override) if override else None
     try:
         spec = importlib.util.find_spec(LIBRARY_MODULE)
     except (ImportError, ValueError):

@@ -23,7 +23,7 @@ from xorjobs.models.networks import LAYER_WIDTHS
 
 # Op codes of xor_kernel.c.
 MUL, ADD, SUB, DIV, FMA, MAXC, COPY, SIG_LIBM, SIG_CLONE, SIG_SLEEF, BCE_TERM = range(11)
-MUL_ADD, SIGMOID_BACKWARD, PRODUCT_CHAIN = 11, 12, 13
+MUL_ADD, SIGMOID_BACKWARD, PRODUCT_CHAIN, BCE_GRAD = 11, 12, 13, 14
 
 XOR_X = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))  # models.data.xor_data, as plain numbers
 XOR_Y = (0.0, 1.0, 1.0, 0.0)
@@ -119,18 +119,8 @@ class Tape:
     def bce_backward(self, hyp: list[int], y: list[int]) -> list[int]:
         """``binary_cross_entropy_backward`` (grad_output 1, mean): ``(p - y) / max((1 - p) * p,
         EPSILON) / 4`` per sample."""
-        one, eps, four = self.constant(1.0), self.constant(BCE_EPSILON), self.constant(4.0)
-        grads = []
-        for p, target in zip(hyp, y, strict=True):
-            grad = self.op(SUB, self.named(), p, target)
-            denominator = self.op(SUB, self.temp(), one, p)
-            self.op(MUL, denominator, denominator, p)
-            self.op(MAXC, denominator, denominator, eps)
-            self.op(DIV, grad, grad, denominator)
-            self.op(DIV, grad, grad, four)
-            self.release(denominator)
-            grads.append(grad)
-        return grads
+        eps = self.constant(BCE_EPSILON)
+        return [self.op(BCE_GRAD, self.named(), p, target, eps) for p, target in zip(hyp, y, strict=True)]
 
     def sigmoid_backward(self, grad: int, h: int, dest: int) -> int:
         """``grad * (1 - h) * h`` (``sigmoid_backward``; ``1 - h`` first, then the two products)."""

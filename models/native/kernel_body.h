@@ -42,6 +42,7 @@ static void XK(run)(const int32_t *ops, int n, float *S, void *sleef) {
         [OP_COPY] = &&op_copy,     [OP_SIG_LIBM] = &&op_sig_libm, [OP_SIG_CLONE] = &&op_sig_clone,
         [OP_SIG_SLEEF] = &&op_sig_sleef, [OP_BCE_TERM] = &&op_bce_term, [OP_MUL_ADD] = &&op_mul_add,
         [OP_SIGMOID_BACKWARD] = &&op_sigmoid_backward, [OP_PRODUCT_CHAIN] = &&op_product_chain,
+        [OP_BCE_GRAD] = &&op_bce_grad,
     };
     const V one = VSET1(1.0f);
     const int32_t *o = ops, *end = ops + 5 * (size_t)n;
@@ -116,6 +117,13 @@ op_product_chain: {
     o += 5 * ((2 * count + 4) / 5); /* past the pair records */
     NEXT();
 }
+op_bce_grad:
+    for (v = 0; v < BLOCK; v += VW) {
+        V p = VLD(a + v);
+        V denominator = VSEL_LT(VMUL(VSUB(one, p), p), VLD(c + v));
+        VST(d + v, VDIV(VDIV(VSUB(p, VLD(b + v)), denominator), VSET1(4.0f)));
+    }
+    NEXT();
 op_maxc:
     /* std::max(a, b) = a < b ? b : a (a NaN stays a NaN). */
     for (v = 0; v < BLOCK; v += VW) VST(d + v, VSEL_LT(VLD(a + v), VLD(b + v)));

@@ -36,6 +36,9 @@ enum {
      * count (a, b) slot pairs packed five ints to a record; the sum starts from slot `start`, or from
      * the first product when start < 0, and adds each product (rounded) in turn, rounding each sum. */
     OP_PRODUCT_CHAIN = 13,
+    /* binary_cross_entropy_backward (grad 1, mean over 4): round(round(round(a - b) /
+     * max(round(round(1 - a) * a), c)) / 4), a = p, b = y, c = EPSILON */
+    OP_BCE_GRAD = 14,
 };
 
 typedef struct {
