@@ -133,7 +133,13 @@ class Job(Shape):
     device_name: str | None
     torch_version: str | None
     cpu_capability: str | None
-    final_cost: JsonFloat | None
+    final_cost: JsonFloat | None = Field(
+        description="The trained model's cost: the seed's criterion (BCE) of the final hypothesis; null "
+        "until it succeeded, and for jobs stored before xorjobs recorded it"
+    )
+    last_logged_cost: JsonFloat | None = Field(
+        description="The cost at the last logged step (computed before that step's update, as the seed does)"
+    )
     accuracy: FiniteFloat | None
     hypothesis: list[JsonFloat] | None = Field(description="The network's output for the four XOR inputs")
     predicted: list[FiniteFloat] | None = Field(description="The hypothesis thresholded at 0.5")

@@ -52,7 +52,20 @@ def check_job_against_the_seed_loop(job: Json) -> None:
     assert all(same_bits(a, b) for (_, a), (_, b) in zip(stored_costs, costs, strict=True))
     assert all(same_bits(a, b) for a, b in zip(job["hypothesis"], hypothesis, strict=True))
     assert job["predicted"] == predicted and same_bits(job["accuracy"], accuracy)
-    assert same_bits(job["final_cost"], costs[-1][1])
+    assert same_bits(job["last_logged_cost"], costs[-1][1])
+    assert same_bits(job["final_cost"], seed_trained_cost(str(job["variant"]), hypothesis))
+
+
+def seed_trained_cost(variant: str, hypothesis: list[float]) -> float:
+    """The seed's own criterion of its final hypothesis (issue 12 §4: what ``final_cost`` reports)."""
+    import torch
+
+    y = torch.FloatTensor([[0], [1], [1], [0]])
+    h = torch.tensor(hypothesis, dtype=torch.float32).reshape(4, 1)
+    with torch.no_grad():
+        if variant == "backprop":
+            return float((-torch.mean(y * torch.log(h) + (1 - y) * torch.log(1 - h))).item())
+        return float(torch.nn.BCELoss()(h, y).item())
 
 
 # --- a sweep whose every outcome is known in advance (analysis, plots, housekeeping) ----------------

@@ -14,11 +14,15 @@ if TYPE_CHECKING:  # torch stays out of this module's imports (the Flower image 
     from xorjobs.models.result import TrainResult
 
 
-def outcome_of(result: TrainResult, written: int, torch_version: str) -> Outcome:
-    """What the store writes for a finished run: the costs not yet written, and the result."""
+def outcome_of(result: TrainResult, written: int, torch_version: str, variant: str) -> Outcome:
+    """What the store writes for a finished run: the costs not yet written, and the result; its final
+    cost is the trained model's (``models.trained_cost``), whatever engine trained it."""
+    from xorjobs.models.trained_cost import trained_cost  # torch: only in a process that trained
+
     return Outcome(
         unwritten_costs=result.costs[written:],
-        final_cost=result.costs[-1][1] if result.costs else None,
+        final_cost=trained_cost(variant, result.hypothesis),
+        last_logged_cost=result.costs[-1][1] if result.costs else None,
         hypothesis=result.hypothesis,
         predicted=result.predicted,
         accuracy=result.accuracy,

@@ -125,7 +125,7 @@ def train_pack(claims: Sequence[Claim], url: str, settings: Settings) -> tuple[i
     for index, (claim, result) in enumerate(zip(claims, results, strict=True)):
         if result is None:
             continue
-        outcomes[claim] = outcome_of(result, written[index], torch.__version__)
+        outcomes[claim] = outcome_of(result, written[index], torch.__version__, claim.variant)
     for claim in claims:
         faults.at("before_final_commit", claim)
     lost = store_call(

@@ -263,7 +263,7 @@ def _train(claim: Claim, url: str, settings: Settings) -> Outcome:
             progress_interval_s=settings.progress_seconds,
         )
         beat.check()
-    return outcome_of(result, writer.written, torch.__version__)
+    return outcome_of(result, writer.written, torch.__version__, claim.variant)
 
 
 def _describe_failure(error: BaseException) -> str:

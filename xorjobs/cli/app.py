@@ -292,7 +292,7 @@ def show(job_id: Annotated[str, typer.Argument(help="Job id")], as_json: Json = 
         render.print_json(job)
         return
     for key, value in job.items():
-        shown = render.number(value) if key in ("final_cost", "accuracy", "lr") else value
+        shown = render.number(value) if key in ("final_cost", "last_logged_cost", "accuracy", "lr") else value
         if key in ("hypothesis", "predicted") and value is not None:
             shown = "[" + ", ".join(render.number(item) for item in value) + "]"
         shown = "-" if shown is None else render.safe(shown, multiline=key == "error")

@@ -51,13 +51,18 @@ def job_record(job: Job) -> JobRecord:
         "device_name": job.device_name,
         "torch_version": job.torch_version,
         "cpu_capability": job.cpu_capability,
-        "final_cost": decode_float(job.final_cost, job.final_cost_kind)
-        if finished and job.final_cost_kind is not None
+        "final_cost": _stored_float(job.final_cost, job.final_cost_kind) if finished else None,
+        "last_logged_cost": _stored_float(job.last_logged_cost, job.last_logged_cost_kind)
+        if finished
         else None,
         "accuracy": job.accuracy if finished else None,
         "hypothesis": _floats(job.hypothesis_json) if finished else None,
         "predicted": _floats(job.predicted_json) if finished else None,
     }
+
+
+def _stored_float(value: float | None, kind: int | None) -> float | None:
+    return None if kind is None else decode_float(value, kind)
 
 
 def _floats(text: str | None) -> list[float] | None:

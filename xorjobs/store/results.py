@@ -29,13 +29,15 @@ class Outcome:
     unwritten_costs: Sequence[tuple[int, float]]
     """Logged costs not yet written by progress updates (all of them for a short job)."""
     final_cost: float | None
-    """The cost at the last logged step."""
+    """The trained model's cost: the seed's criterion on ``hypothesis`` (``models.trained_cost``)."""
     hypothesis: Sequence[float]
     predicted: Sequence[float]
     accuracy: float
     device_name: str
     cpu_capability: str
     torch_version: str
+    last_logged_cost: float | None = None
+    """The cost at the last logged step (before that step's update, as the seed prints it)."""
 
 
 def write_results_in_transaction(session: Session, results: Sequence[tuple[str, int, Outcome]]) -> None:
@@ -58,6 +60,8 @@ def write_results_in_transaction(session: Session, results: Sequence[tuple[str, 
             lease_expires_at=None,
             final_cost=bindparam("new_final_cost"),
             final_cost_kind=bindparam("new_final_cost_kind"),
+            last_logged_cost=bindparam("new_last_logged_cost"),
+            last_logged_cost_kind=bindparam("new_last_logged_cost_kind"),
             hypothesis_json=bindparam("new_hypothesis_json"),
             predicted_json=bindparam("new_predicted_json"),
             accuracy=bindparam("new_accuracy"),
@@ -68,15 +72,16 @@ def write_results_in_transaction(session: Session, results: Sequence[tuple[str, 
     )
     parameters = []
     for job_id, attempt, outcome in results:
-        final_value, final_kind = (
-            encode_float(outcome.final_cost) if outcome.final_cost is not None else (None, None)
-        )
+        final_value, final_kind = _encoded(outcome.final_cost)
+        logged_value, logged_kind = _encoded(outcome.last_logged_cost)
         parameters.append(
             {
                 "match_id": job_id,
                 "match_attempt": attempt,
                 "new_final_cost": final_value,
-                "new_final_cost_kind": None if final_kind is None else int(final_kind),
+                "new_final_cost_kind": final_kind,
+                "new_last_logged_cost": logged_value,
+                "new_last_logged_cost_kind": logged_kind,
                 "new_hypothesis_json": json.dumps(json_safe(list(outcome.hypothesis))),
                 "new_predicted_json": json.dumps(json_safe(list(outcome.predicted))),
                 "new_accuracy": outcome.accuracy,
@@ -86,6 +91,14 @@ def write_results_in_transaction(session: Session, results: Sequence[tuple[str, 
             }
         )
     session.connection().execute(statement, parameters)
+
+
+def _encoded(value: float | None) -> tuple[float | None, int | None]:
+    """A nullable float as its two columns (``floats``): NULL, NULL when there is none."""
+    if value is None:
+        return None, None
+    number, kind = encode_float(value)
+    return number, int(kind)
 
 
 def write_result_in_transaction(session: Session, job_id: str, attempt: int, outcome: Outcome) -> None:

@@ -89,8 +89,12 @@ class Job(Base):
     device_name: Mapped[str | None] = mapped_column(String(200))
     torch_version: Mapped[str | None] = mapped_column(String(50))
     cpu_capability: Mapped[str | None] = mapped_column(String(50))
+    # The trained model's cost (the seed's criterion on the final hypothesis; NULL on rows stored before
+    # revision 0002) and the cost at the last logged step; each a double plus its kind (``floats``).
     final_cost: Mapped[float | None] = mapped_column(Double)
     final_cost_kind: Mapped[int | None] = mapped_column(SmallInteger)
+    last_logged_cost: Mapped[float | None] = mapped_column(Double)
+    last_logged_cost_kind: Mapped[int | None] = mapped_column(SmallInteger)
     # JSON lists of 4 numbers, non-finite values as "nan"/"inf" strings.
     hypothesis_json: Mapped[str | None] = mapped_column(Text)
     predicted_json: Mapped[str | None] = mapped_column(Text)
