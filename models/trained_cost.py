@@ -31,8 +31,8 @@ def trained_cost(variant: str, hypothesis: Sequence[float]) -> float:
     with torch.no_grad():
         outputs = torch.tensor(list(hypothesis), dtype=torch.float32, device=_CPU).reshape(y.shape)
         if variant == "backprop":
-            return bce_cost(outputs, y).item()
+            return float(bce_cost(outputs, y).item())
         if not all(0.0 <= value <= 1.0 for value in hypothesis):
             # BCELoss refuses such outputs (a NaN included); training would have failed on them first.
             return math.nan
-        return torch.nn.BCELoss()(outputs, y).item()
+        return float(torch.nn.BCELoss()(outputs, y).item())

@@ -278,8 +278,10 @@ def test_compare_lines_up_the_groups_of_two_sweeps(
     known_store: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url, sweep_a = known_store
-    # Sweep B: only lr 1.0 and 0.25 (0.25 has no group in A); its jobs stay queued.
-    sweep_b = create_sweep(url, SweepSpec(variants=["nn"], seeds=[1], lrs=[1.0, 0.25], steps=10)).sweep_id
+    # Sweep B: only lr 1.0 and 0.25 (0.25 has no group in A); its jobs stay queued. Same steps and log
+    # interval as A: compare refuses sweeps that differ in those (tests/test_compare_comparable.py).
+    spec_b = SweepSpec(variants=["nn"], seeds=[1], lrs=[1.0, 0.25], steps=201, log_every=100)
+    sweep_b = create_sweep(url, spec_b).sweep_id
     code, out, _ = run_main(
         ["compare", sweep_a, sweep_b, "--by", "variant,lr", "--json"], monkeypatch, capsys
     )

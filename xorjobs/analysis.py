@@ -10,8 +10,11 @@ The definitions, per group of jobs:
   95 % Wilson score interval (it stays inside [0, 1] and is sensible at 0 or n successes, unlike the
   normal approximation; Newcombe 1998, method 3);
 - a job *diverged* when one of its logged costs (or its final cost) is NaN or infinite;
+- a job's *final cost* is the trained model's cost (the seed's criterion of its final hypothesis; see
+  ``models.trained_cost``), not its last logged cost, which is computed before that step's update;
 - the final-cost statistics cover the succeeded jobs whose final cost is finite (diverged ones are
-  counted apart, in ``diverged``); ``final_cost_std`` is the sample standard deviation (n - 1);
+  counted apart, in ``diverged``; jobs stored before xorjobs recorded the trained cost have none and are
+  left out); ``final_cost_std`` is the sample standard deviation (n - 1);
 - a job's *steps to converge* is the first logged step at which its cost is below ``threshold``;
   ``converged`` counts the succeeded jobs that got there and ``steps_to_converge_median`` is the median
   over those.
@@ -192,6 +195,25 @@ def flat_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         row["solve_rate_ci_low"], row["solve_rate_ci_high"] = interval
         rows.append(row)
     return rows
+
+
+def incomparable(spec_a: Mapping[str, Any], spec_b: Mapping[str, Any]) -> str | None:
+    """Why two sweeps' groups cannot be lined up, or None when they can.
+
+    Sweeps that train a different number of steps report final costs of models trained for different
+    times; sweeps that log at different intervals measure steps to converge on different grids. Either
+    makes columns of a comparison mean two things, so ``compare`` refuses them (exit 2, saying which)
+    instead of printing a table that misleads.
+    """
+    steps_a, steps_b = spec_a["steps"], spec_b["steps"]
+    every_a, every_b = spec_a["log_every"], spec_b["log_every"]
+    if steps_a != steps_b:
+        return f"A trains {steps_a} steps and B {steps_b} (final costs after different training)"
+    if every_a != every_b:
+        return (
+            f"A logs its cost every {every_a} steps and B every {every_b} (steps to converge on other grids)"
+        )
+    return None
 
 
 def compare(summary_a: Mapping[str, Any], summary_b: Mapping[str, Any]) -> dict[str, Any]:

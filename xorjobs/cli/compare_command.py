@@ -11,6 +11,8 @@ from xorjobs.cli import render
 from xorjobs.cli.backends import backend_for
 from xorjobs.cli.grouped_tables import compare_table
 from xorjobs.cli.options import By, Json, Threshold, parse_threshold
+from xorjobs.errors import InvalidSpec
+from xorjobs.filters import NO_JOB_FILTER, JobOrder
 from xorjobs.settings import get_settings
 
 
@@ -21,10 +23,25 @@ def compare(
     threshold: Threshold = None,
     as_json: Json = False,
 ) -> None:
-    """Two sweeps' grouped results side by side (A's groups first; · where a sweep has no such group)."""
+    """Two sweeps' grouped results side by side (A's groups first; · where a sweep has no such group).
+
+    Sweeps with different --steps or --log-every are refused (exit 2): their final costs and steps to
+    converge do not measure the same thing.
+    """
     fields = analysis.parse_by(by, "--by")
     limit = parse_threshold(threshold)
     backend = backend_for(get_settings())
+    # The specs only (one job each), before the summaries: a 10,000-job sweep's jobs are not needed here.
+    spec_a, spec_b = (
+        backend.status(sweep, NO_JOB_FILTER, JobOrder(limit=1))["spec"] for sweep in (sweep_a, sweep_b)
+    )
+    problem = analysis.incomparable(spec_a, spec_b)
+    if problem is not None:
+        raise InvalidSpec(
+            "SWEEP_B",
+            f"{sweep_b} cannot be compared with {sweep_a}: {problem}; compare sweeps run with the same "
+            "--steps and --log-every",
+        )
     comparison = analysis.compare(
         backend.summary(sweep_a, fields, limit), backend.summary(sweep_b, fields, limit)
     )
