@@ -112,26 +112,32 @@ static inline __m512d exp_core_avx512(__m512d xd) {
     return _mm512_mul_pd(y, _mm512_castsi512_pd(t));
 }
 
+static inline V exp_clone_avx512(V x) {
+    __m512d lo = exp_core_avx512(_mm512_cvtps_pd(_mm512_castps512_ps256(x)));
+    __m512d hi = exp_core_avx512(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))));
+    V e = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
+    /* Lanes glibc handles on its special path: ((bits >> 20) & 0x7ff) > 0x42a. */
+    __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 20), _mm512_set1_epi32(0x7ff));
+    __mmask16 special = _mm512_cmpgt_epi32_mask(top, _mm512_set1_epi32(0x42a));
+    if (special) {
+        float lanes[VW] __attribute__((aligned(64)));
+        float es[VW] __attribute__((aligned(64)));
+        _mm512_store_ps(lanes, x);
+        _mm512_store_ps(es, e);
+        for (int l = 0; l < VW; l++)
+            if (special & (1u << l)) es[l] = expf(lanes[l]);
+        e = _mm512_load_ps(es);
+    }
+    return e;
+}
+
 static inline void sig_clone_avx512(float *d, const float *a) {
+    /* Two vectors per iteration: their long dependency chains (exp, then the division) overlap. */
     const V one = VSET1(1.0f);
-    for (int v = 0; v < BLOCK; v += VW) {
-        V x = VNEG(VLD(a + v));
-        __m512d lo = exp_core_avx512(_mm512_cvtps_pd(_mm512_castps512_ps256(x)));
-        __m512d hi = exp_core_avx512(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))));
-        V e = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
-        /* Lanes glibc handles on its special path: ((bits >> 20) & 0x7ff) > 0x42a. */
-        __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 20), _mm512_set1_epi32(0x7ff));
-        __mmask16 special = _mm512_cmpgt_epi32_mask(top, _mm512_set1_epi32(0x42a));
-        if (special) {
-            float lanes[VW] __attribute__((aligned(64)));
-            float es[VW] __attribute__((aligned(64)));
-            _mm512_store_ps(lanes, x);
-            _mm512_store_ps(es, e);
-            for (int l = 0; l < VW; l++)
-                if (special & (1u << l)) es[l] = expf(lanes[l]);
-            e = _mm512_load_ps(es);
-        }
-        VST(d + v, VDIV(one, VADD(one, e)));
+    for (int v = 0; v < BLOCK; v += 2 * VW) {
+        V e0 = exp_clone_avx512(VNEG(VLD(a + v))), e1 = exp_clone_avx512(VNEG(VLD(a + v + VW)));
+        VST(d + v, VDIV(one, VADD(one, e0)));
+        VST(d + v + VW, VDIV(one, VADD(one, e1)));
     }
 }
 
@@ -187,25 +193,30 @@ static inline __m256d exp_core_avx2(__m256d xd) {
     return _mm256_mul_pd(y, _mm256_castsi256_pd(t));
 }
 
+static inline V exp_clone_avx2(V x) {
+    __m256d lo = exp_core_avx2(_mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+    __m256d hi = exp_core_avx2(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+    V e = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
+    __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
+    int special = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x42a))));
+    if (special) {
+        float lanes[VW] __attribute__((aligned(32)));
+        float es[VW] __attribute__((aligned(32)));
+        _mm256_store_ps(lanes, x);
+        _mm256_store_ps(es, e);
+        for (int l = 0; l < VW; l++)
+            if (special & (1 << l)) es[l] = expf(lanes[l]);
+        e = _mm256_load_ps(es);
+    }
+    return e;
+}
+
 static inline void sig_clone_avx2(float *d, const float *a) {
     const V one = VSET1(1.0f);
-    for (int v = 0; v < BLOCK; v += VW) {
-        V x = VNEG(VLD(a + v));
-        __m256d lo = exp_core_avx2(_mm256_cvtps_pd(_mm256_castps256_ps128(x)));
-        __m256d hi = exp_core_avx2(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
-        V e = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
-        __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
-        int special = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x42a))));
-        if (special) {
-            float lanes[VW] __attribute__((aligned(32)));
-            float es[VW] __attribute__((aligned(32)));
-            _mm256_store_ps(lanes, x);
-            _mm256_store_ps(es, e);
-            for (int l = 0; l < VW; l++)
-                if (special & (1 << l)) es[l] = expf(lanes[l]);
-            e = _mm256_load_ps(es);
-        }
-        VST(d + v, VDIV(one, VADD(one, e)));
+    for (int v = 0; v < BLOCK; v += 2 * VW) {
+        V e0 = exp_clone_avx2(VNEG(VLD(a + v))), e1 = exp_clone_avx2(VNEG(VLD(a + v + VW)));
+        VST(d + v, VDIV(one, VADD(one, e0)));
+        VST(d + v + VW, VDIV(one, VADD(one, e1)));
     }
 }
 
