@@ -11,6 +11,7 @@ from xorjobs.queue import get_celery, settings_of
 from xorjobs.store.engine import dispose_engines
 from xorjobs.worker.packing import check_all_variants
 from xorjobs.worker.recovery import RecoverySupervisor
+from xorjobs.worker.registration import mark_stopped_at_exit, worker_identity
 
 log = logging.getLogger(__name__)
 app = get_celery()
@@ -58,8 +59,10 @@ def _on_worker_init(**_: Any) -> None:
 
 
 @worker_ready.connect
-def _on_worker_ready(**_: Any) -> None:
-    supervisor = RecoverySupervisor(settings_of(app))
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    # The fleet view's row (worker/registration.py): beaten from the recovery process, not from here.
+    identity = worker_identity(settings_of(app), sender.hostname, app.amqp.queues.consume_from)
+    supervisor = RecoverySupervisor(settings_of(app), identity=identity)
     supervisor.start()
     _recovery.append(supervisor)
 
@@ -68,6 +71,8 @@ def _on_worker_ready(**_: Any) -> None:
 def _on_worker_shutdown(**_: Any) -> None:
     for supervisor in _recovery:
         supervisor.stop()
+        if supervisor.identity is not None:
+            mark_stopped_at_exit(settings_of(app), supervisor.identity, supervisor.process)
 
 
 import xorjobs.worker.tasks  # noqa: E402,F401  (registers the task on the app)

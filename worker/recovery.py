@@ -44,6 +44,7 @@ from xorjobs.store.recovery import (
     release_publish_claim,
 )
 from xorjobs.store.retry import DEFAULT_DEADLINE_SECONDS
+from xorjobs.store.workers import WorkerIdentity
 from xorjobs.worker import broker_census
 
 if TYPE_CHECKING:
@@ -184,11 +185,16 @@ def _one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _recovery_process_main(parent_pid: int, settings: Settings) -> None:
+def _recovery_process_main(
+    parent_pid: int, settings: Settings, identity: WorkerIdentity | None = None
+) -> None:
     """Entry point of the spawned recovery process: loop until the worker that started it is gone."""
     from xorjobs.queue import make_celery
+    from xorjobs.worker.registration import RegistrationHeartbeat
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/recovery] %(message)s")
+    if identity is not None:  # the fleet view's heartbeat beats here: this process may hold connections
+        RegistrationHeartbeat(settings, identity).start()
     loop = RecoveryLoop(settings, make_celery(settings))
     loop.start()
     while os.getppid() == parent_pid:
@@ -196,7 +202,9 @@ def _recovery_process_main(parent_pid: int, settings: Settings) -> None:
     loop.stop()
 
 
-def start_recovery_process(settings: Settings) -> multiprocessing.process.BaseProcess:
+def start_recovery_process(
+    settings: Settings, identity: WorkerIdentity | None = None
+) -> multiprocessing.process.BaseProcess:
     """Start the recovery loop in a fresh (spawned, not forked) process; it exits with its parent.
 
     ``settings`` travel as the process's argument: a spawned process re-imports everything, and the
@@ -204,7 +212,10 @@ def start_recovery_process(settings: Settings) -> multiprocessing.process.BasePr
     """
     context = multiprocessing.get_context("spawn")
     process = context.Process(
-        target=_recovery_process_main, args=(os.getpid(), settings), name="xorjobs-recovery", daemon=True
+        target=_recovery_process_main,
+        args=(os.getpid(), settings, identity),
+        name="xorjobs-recovery",
+        daemon=True,
     )
     process.start()
     return process
@@ -213,9 +224,12 @@ def start_recovery_process(settings: Settings) -> multiprocessing.process.BasePr
 class RecoverySupervisor(threading.Thread):
     """Keeps one recovery process alive beside a worker: restarts it when it dies, and logs it."""
 
-    def __init__(self, settings: Settings, check_seconds: float = 1.0) -> None:
+    def __init__(
+        self, settings: Settings, check_seconds: float = 1.0, identity: WorkerIdentity | None = None
+    ) -> None:
         super().__init__(name="xorjobs-recovery-supervisor", daemon=True)
         self._settings = settings
+        self.identity = identity  # the worker's row in the fleet view, beaten by the recovery process
         self._check_seconds = check_seconds
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
@@ -226,7 +240,7 @@ class RecoverySupervisor(threading.Thread):
         backoff = self._check_seconds
         started_at = time.monotonic()
         with self._lock:
-            self.process = start_recovery_process(self._settings)
+            self.process = start_recovery_process(self._settings, self.identity)
         log.info("recovery process %s started", self.process.pid)
         while not self._stop_event.wait(self._check_seconds):
             with self._lock:
@@ -246,7 +260,7 @@ class RecoverySupervisor(threading.Thread):
             if self._stop_event.wait(backoff):
                 return
             with self._lock:
-                self.process = start_recovery_process(self._settings)
+                self.process = start_recovery_process(self._settings, self.identity)
                 self.restarts += 1
                 started_at = time.monotonic()
             log.warning("recovery process restarted (pid %s, restart %d)", self.process.pid, self.restarts)

@@ -16,6 +16,7 @@ from sqlalchemy import and_, func, or_, select, tuple_, update
 from xorjobs.defaults import IDS_PER_STATEMENT, out_of_attempts_error
 from xorjobs.store.clock import db_now, utcnow
 from xorjobs.store.engine import read_session, write_session
+from xorjobs.store.recovery_events import RecoveryAction, count_recovery
 from xorjobs.store.retry import is_conflict_error, retrying
 from xorjobs.store.row_locks import lock_job_rows
 from xorjobs.store.sweeps import QueuedJob
@@ -69,6 +70,8 @@ def reap_expired_leases(url: str, max_attempts: int) -> tuple[list[QueuedJob], l
                         .returning(Job.id, Job.queue)
                     ).all()
                 ]
+            count_recovery(session, RecoveryAction.REQUEUED, len(requeued))  # counted with the change itself
+            count_recovery(session, RecoveryAction.FAILED_OUT_OF_ATTEMPTS, len(failed))
             return requeued, failed
 
     return retrying(reap, what="re-queueing expired leases", retry_if=is_conflict_error)
@@ -153,6 +156,7 @@ def claim_republish(url: str, observed: Mapping[str, dt.datetime]) -> PublishCla
                 .returning(Job.id, Job.queue)
             ).all()
             claimed += [QueuedJob(job_id, queue) for job_id, queue in rows]
+        count_recovery(session, RecoveryAction.REPUBLISHED, len(claimed))
     return PublishClaim(claimed, marker)
 
 

@@ -21,7 +21,17 @@ from sqlalchemy.types import DateTime, TypeDecorator
 
 from xorjobs.defaults import TERMINAL_STATES, JobState
 
-__all__ = ["TERMINAL_STATES", "Base", "Cost", "Job", "JobState", "Sweep", "UtcDateTime"]
+__all__ = [
+    "TERMINAL_STATES",
+    "Base",
+    "Cost",
+    "Job",
+    "JobState",
+    "RecoveryEvent",
+    "Sweep",
+    "UtcDateTime",
+    "Worker",
+]
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
@@ -117,3 +127,35 @@ class Cost(Base):
     value: Mapped[float | None] = mapped_column(Double)
     kind: Mapped[int] = mapped_column(SmallInteger, default=0)
     attempt: Mapped[int] = mapped_column(Integer)
+
+
+class Worker(Base):
+    """One start of ``xorjobs worker``: who it is, what it serves, and when it last said it was alive
+    (``xorjobs.store.workers``). A restart is a new row: ``instance_id`` is a fresh uuid4 per start."""
+
+    __tablename__ = "workers"
+
+    instance_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    node: Mapped[str] = mapped_column(String(200))  # Celery's node name, ``cpu-<pid>@host``
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    # Where the pid means something (``worker.liveness``): a pid alone does not name one process.
+    scope: Mapped[str | None] = mapped_column(String(40))
+    queues: Mapped[str] = mapped_column(String(200))  # comma-separated
+    engines_json: Mapped[str] = mapped_column(Text)  # {"nn": "exact", ...}: what each variant trains on
+    version: Mapped[str] = mapped_column(String(50))
+    # Its own beat interval: the lost rule compares each worker with its own cadence, not the reader's.
+    heartbeat_seconds: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)  # database clock, as the heartbeats
+    last_heartbeat: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class RecoveryEvent(Base):
+    """How many times the workers' recovery did each thing, summed over every host (one row per action,
+    bumped in the same transaction as the action itself, so a rolled-back action is never counted)."""
+
+    __tablename__ = "recovery_events"
+
+    action: Mapped[str] = mapped_column(String(40), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
