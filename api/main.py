@@ -14,7 +14,7 @@ import xorjobs
 from xorjobs.api.deps import require_token
 from xorjobs.api.limits import BodySizeLimit
 from xorjobs.api.responses import SafeJSONResponse
-from xorjobs.api.routes import dashboard, health, jobs, sweeps
+from xorjobs.api.routes import dashboard, health, jobs, metrics, sweeps, workers
 from xorjobs.api.schemas import PROTECTED_RESPONSES
 from xorjobs.errors import Unauthorized, XorjobsError
 from xorjobs.service import Service
@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(require_token)]
     app.include_router(sweeps.router, dependencies=protected, responses=PROTECTED_RESPONSES)
     app.include_router(jobs.router, dependencies=protected, responses=PROTECTED_RESPONSES)
+    app.include_router(workers.router, dependencies=protected, responses=PROTECTED_RESPONSES)
+    app.include_router(metrics.router, dependencies=protected, responses=PROTECTED_RESPONSES)
     app.include_router(dashboard.router)  # its pages redirect to /login themselves (a browser gets no 401)
     app.add_exception_handler(XorjobsError, _xorjobs_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

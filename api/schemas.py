@@ -25,6 +25,7 @@ from pydantic.json_schema import SkipJsonSchema
 from xorjobs.defaults import JobState, Variant
 from xorjobs.spec import Device, SweepSpec
 from xorjobs.store.floats import json_safe
+from xorjobs.store.workers import LOST_AFTER_HEARTBEATS, WorkerState
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 NonFiniteWord = Literal["nan", "inf", "-inf"]
@@ -284,6 +285,43 @@ class Comparison(Shape):
     by: list[GroupField]
     threshold: FiniteFloat
     groups: list[ComparedGroup]
+
+
+# --- workers ----------------------------------------------------------------------------------------
+
+
+class WorkerPack(Shape):
+    """What one training process of the worker holds now: a job alone (size 1) or a pack."""
+
+    leader: str = Field(description="The first-claimed job of the pack (the job itself when alone)")
+    size: int
+
+
+class WorkerRecord(Shape):
+    """One start of ``xorjobs worker`` (``xorjobs.store.workers.list_workers``)."""
+
+    instance_id: str = Field(description="Unique per start, across hosts and restarts (a uuid4)")
+    node: str = Field(description="Celery's node name, ``<queue>-<pid>@<host>``")
+    host: str
+    pid: int
+    scope: str | None = Field(description="Its boot and PID namespace: where its pid means something")
+    queues: list[Queue]
+    engines: dict[Variant, str] = Field(description="The engine each variant trains on there")
+    version: str
+    state: WorkerState = Field(
+        description=f"lost: no heartbeat for {LOST_AFTER_HEARTBEATS:g} of its heartbeat intervals (killed, "
+        "frozen or cut off); stopped: shut down cleanly"
+    )
+    started_at: Timestamp
+    last_heartbeat: Timestamp
+    seconds_since_heartbeat: FiniteFloat = Field(description="On the database's clock")
+    heartbeat_seconds: FiniteFloat
+    stopped_at: Timestamp | None
+    current: list[WorkerPack] = Field(description="One entry per training process that holds jobs now")
+
+
+class WorkerList(Shape):
+    workers: list[WorkerRecord]
 
 
 # --- bodies that are not JSON ------------------------------------------------------------------------

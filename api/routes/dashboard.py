@@ -105,6 +105,13 @@ def dashboard(request: Request) -> Response:
   </tr></thead><tbody></tbody></table>
   <p class="empty" id="no-sweeps" hidden>No sweeps yet: submit one with <code>xorjobs submit</code>.</p>
 </section>
+<section class="workers">
+  <h2>Workers</h2>
+  <table id="workers"><thead><tr>
+    <th>worker</th><th>host</th><th>state</th><th>queues</th><th>engines</th><th>heartbeat</th><th>training</th>
+  </tr></thead><tbody></tbody></table>
+  <p class="empty" id="no-workers" hidden>No live worker: start one with <code>xorjobs worker</code>.</p>
+</section>
 <section class="sweep" id="sweep" hidden>
   <h2>Sweep <span id="sweep-id"></span> <span id="sweep-name" class="muted"></span></h2>
   <div class="counts" id="sweep-counts"></div>

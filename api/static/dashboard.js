@@ -13,6 +13,7 @@
   const DETAILS_REFRESH_MS = 2000;
   const MAX_JOB_ROWS = 500;
   const THRESHOLD = 0.05;
+  const WORKERS_REFRESH_MS = 3000;
 
   const $ = (selector) => document.querySelector(selector);
 
@@ -252,8 +253,57 @@
     }
   }
 
+  // --- the workers panel (GET /workers: live and lost ones), every WORKERS_REFRESH_MS ------------
+
+  const workersView = { at: 0, inFlight: false };
+
+  function engines(byVariant) {
+    const names = [...new Set(Object.values(byVariant))];
+    if (names.length === 1) return names[0];
+    return Object.entries(byVariant).map(([variant, engine]) => variant + " " + engine).join(", ");
+  }
+
+  function training(current) {
+    if (!current.length) return "idle";
+    return current.map((pack) => pack.leader + (pack.size > 1 ? " (+" + (pack.size - 1) + ")" : "")).join(", ");
+  }
+
+  function renderWorkers(workers) {
+    const body = $("#workers tbody");
+    body.replaceChildren();
+    $("#no-workers").hidden = workers.some((worker) => worker.state === "live");
+    for (const worker of workers) {
+      const row = element("tr");
+      row.dataset.instanceId = worker.instance_id;
+      row.append(
+        element("td", worker.node),
+        element("td", worker.host),
+        element("td", worker.state, "worker-state " + worker.state),
+        element("td", worker.queues.join(", ")),
+        element("td", engines(worker.engines)),
+        element("td", Math.round(worker.seconds_since_heartbeat) + " s ago", "number"),
+        element("td", training(worker.current)),
+      );
+      body.append(row);
+    }
+  }
+
+  async function refreshWorkers() {
+    if (workersView.inFlight || Date.now() - workersView.at < WORKERS_REFRESH_MS) return;
+    workersView.inFlight = true;
+    workersView.at = Date.now();
+    try {
+      renderWorkers((await getJson("/workers")).workers);
+    } catch (error) {
+      console.warn(error);
+    } finally {
+      workersView.inFlight = false;
+    }
+  }
+
   async function dashboardTick() {
     const { sweeps } = await getJson("/sweeps?limit=25");
+    refreshWorkers(); // not awaited: a slow answer never holds up the sweeps
     view.selected = selectedFromHash() || view.selected || (sweeps[0] && sweeps[0].sweep_id) || null;
     renderSweeps(sweeps);
     if (!view.selected) return;

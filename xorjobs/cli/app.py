@@ -336,6 +336,7 @@ from xorjobs.cli import (  # noqa: E402  (each module registers its commands)
     housekeeping_commands,
     plot_command,
     services,
+    workers_command,
 )
 
 services.register(app)
@@ -343,6 +344,7 @@ compare_command.register(app)
 export_command.register(app)
 plot_command.register(app)
 housekeeping_commands.register(app)  # delete, prune
+workers_command.register(app)
 
 
 def _settings_error(error: ValidationError) -> str:
