@@ -103,9 +103,11 @@ def test_initial_weights_are_nn_linear_defaults() -> None:
         assert not theta[:, len(seeds) :].any()
 
 
-def test_the_full_10001_steps_equal_solo() -> None:
-    seeds, lrs = [0, 4242, 2**33], [1.0, 0.1, 5.0]
-    _assert_solo("nn", seeds, lrs, 10001, 100)
+@pytest.mark.parametrize(
+    ("variant", "seeds", "lrs"), [("nn", [0, 4242, 2**33], [1.0, 0.1, 5.0]), ("wide_deep", [2**40], [20.0])]
+)
+def test_the_full_10001_steps_equal_solo(variant: str, seeds: list[int], lrs: list[float]) -> None:
+    _assert_solo(variant, seeds, lrs, 10001, 100)
 
 
 def test_a_member_solo_would_raise_for_fails_as_the_exact_engine_reports_it() -> None:
