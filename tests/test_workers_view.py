@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 
 from tests.helpers import TOKEN, Cluster
-from tests.services import XORJOBS, ServiceProcess, clean_env, wait_until
+from tests.services import XORJOBS, ServiceProcess, clean_env, free_port, wait_until
 from xorjobs.api.main import create_app
 from xorjobs.cli import render, workers_command
 from xorjobs.defaults import VARIANTS
@@ -171,6 +171,12 @@ def test_a_killed_worker_shows_as_lost_while_another_stays_live(
         for name in ("first", "second")
     )
     cluster.workers += [first, second]
+    port = free_port()
+    api = ServiceProcess(
+        [XORJOBS, "api", "--port", str(port)],
+        {**cluster.env, "XORJOBS_API_TOKEN": TOKEN},
+        tmp_path / "api.log",
+    )
     try:
         first_row, second_row = (
             wait_for_row(sqlite_url, node_of(worker.pid), lambda row: row["state"] == "live", "live")
@@ -182,5 +188,12 @@ def test_a_killed_worker_shows_as_lost_while_another_stays_live(
         assert lost["seconds_since_heartbeat"] > LOST_AFTER_HEARTBEATS * HEARTBEAT
         assert lost["stopped_at"] is None
         assert rows_of(sqlite_url)[node_of(second.pid)]["state"] == "live"
+
+        # The CLI over HTTP (XORJOBS_API_URL, with the token) shows the same two states.
+        api.wait_for_log("Application startup complete", timeout=60)
+        env = clean_env(XORJOBS_API_URL=f"http://127.0.0.1:{port}", XORJOBS_API_TOKEN=TOKEN)
+        states = {item["node"]: item["state"] for item in cli_workers(env, tmp_path, "--json")["workers"]}
+        assert states == {node_of(first.pid): "lost", node_of(second.pid): "live"}
     finally:
+        api.stop()
         cluster.stop()
