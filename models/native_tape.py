@@ -23,7 +23,7 @@ from xorjobs.models.networks import LAYER_WIDTHS
 
 # Op codes of xor_kernel.c.
 MUL, ADD, SUB, DIV, FMA, MAXC, COPY, SIG_LIBM, SIG_CLONE, SIG_SLEEF, BCE_TERM = range(11)
-MUL_ADD, SIGMOID_BACKWARD, PRODUCT_CHAIN, BCE_GRAD = 11, 12, 13, 14
+MUL_ADD, SIGMOID_BACKWARD, PRODUCT_CHAIN, BCE_GRAD, SGD_FUSED, SGD_UNFUSED, SUM4 = range(11, 18)
 
 XOR_X = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))  # models.data.xor_data, as plain numbers
 XOR_Y = (0.0, 1.0, 1.0, 0.0)
@@ -91,6 +91,9 @@ class Tape:
             right = self.op(ADD, self.temp(), t2, t3)
             self.release(left, right)
             return self.op(ADD, dest, left, right)
+        stride = t1 - t0
+        if stride > 0 and t2 - t1 == stride and t3 - t2 == stride:
+            return self.op(SUM4, dest, t0, stride)
         self.op(ADD, dest, t0, t1)
         self.op(ADD, dest, dest, t2)
         return self.op(ADD, dest, dest, t3)
@@ -100,14 +103,10 @@ class Tape:
             return self.op(SIG_SLEEF, dest, z)
         return self.op(SIG_CLONE if self.choices.scalar_sigmoid == "clone" else SIG_LIBM, dest, z)
 
-    def sgd(self, param: int, grad: int, alpha: int) -> None:
-        """``param.add_(grad, alpha=-lr)``: ``fma(grad, -lr, param)``, or two roundings where unfused."""
-        if self.choices.fused_sgd:
-            self.op(FMA, param, grad, alpha, param)
-        else:
-            product = self.op(MUL, self.temp(), grad, alpha)
-            self.op(ADD, param, param, product)
-            self.release(product)
+    def sgd(self, param: int, grad: int, alpha: int, rows: int = 1) -> None:
+        """``param.add_(grad, alpha=-lr)`` for ``rows`` consecutive parameters: ``fma(grad, -lr,
+        param)``, or two roundings where unfused."""
+        self.op(SGD_FUSED if self.choices.fused_sgd else SGD_UNFUSED, param, grad, alpha, rows)
 
     def bce_cost(self, hyp: list[int], y: list[int]) -> int:
         """``BCELoss()(h, y)`` (mean): the four losses, summed in the solo order, divided by 4."""
@@ -305,8 +304,7 @@ def sequential_tape(variant: str, choices: KernelChoices, block: int) -> Sequent
                 new_grad[s][i_in],
             )
         grad = new_grad
-    for r in range(rows):
-        tape.sgd(param_slot + r, grad_slot + r, alpha_slot)
+    tape.sgd(param_slot, grad_slot, alpha_slot, rows)
     n_backward = len(tape.ops) - n_forward - n_cost
     ops, init = tape.as_arrays(block)
     return SequentialTape(

@@ -42,7 +42,8 @@ static void XK(run)(const int32_t *ops, int n, float *S, void *sleef) {
         [OP_COPY] = &&op_copy,     [OP_SIG_LIBM] = &&op_sig_libm, [OP_SIG_CLONE] = &&op_sig_clone,
         [OP_SIG_SLEEF] = &&op_sig_sleef, [OP_BCE_TERM] = &&op_bce_term, [OP_MUL_ADD] = &&op_mul_add,
         [OP_SIGMOID_BACKWARD] = &&op_sigmoid_backward, [OP_PRODUCT_CHAIN] = &&op_product_chain,
-        [OP_BCE_GRAD] = &&op_bce_grad,
+        [OP_BCE_GRAD] = &&op_bce_grad, [OP_SGD_FUSED] = &&op_sgd_fused,
+        [OP_SGD_UNFUSED] = &&op_sgd_unfused, [OP_SUM4] = &&op_sum4,
     };
     const V one = VSET1(1.0f);
     const int32_t *o = ops, *end = ops + 5 * (size_t)n;
@@ -124,6 +125,27 @@ op_bce_grad:
         VST(d + v, VDIV(VDIV(VSUB(p, VLD(b + v)), denominator), VSET1(4.0f)));
     }
     NEXT();
+op_sgd_fused:
+    for (int r = 0; r < o[4]; r++)
+        for (v = 0; v < BLOCK; v += VW) {
+            float *p = d + (size_t)r * BLOCK + v;
+            VST(p, VFMA(VLD(a + (size_t)r * BLOCK + v), VLD(b + v), VLD(p)));
+        }
+    NEXT();
+op_sgd_unfused:
+    for (int r = 0; r < o[4]; r++)
+        for (v = 0; v < BLOCK; v += VW) {
+            float *p = d + (size_t)r * BLOCK + v;
+            VST(p, VADD(VLD(p), VMUL(VLD(a + (size_t)r * BLOCK + v), VLD(b + v))));
+        }
+    NEXT();
+op_sum4: {
+    const size_t stride = (size_t)o[3] * BLOCK;
+    for (v = 0; v < BLOCK; v += VW)
+        VST(d + v, VADD(VADD(VADD(VLD(a + v), VLD(a + stride + v)), VLD(a + 2 * stride + v)),
+                        VLD(a + 3 * stride + v)));
+    NEXT();
+}
 op_maxc:
     /* std::max(a, b) = a < b ? b : a (a NaN stays a NaN). */
     for (v = 0; v < BLOCK; v += VW) VST(d + v, VSEL_LT(VLD(a + v), VLD(b + v)));

@@ -39,6 +39,12 @@ enum {
     /* binary_cross_entropy_backward (grad 1, mean over 4): round(round(round(a - b) /
      * max(round(round(1 - a) * a), c)) / 4), a = p, b = y, c = EPSILON */
     OP_BCE_GRAD = 14,
+    /* SGD over c consecutive parameter slots from d, gradients from a, alpha (-lr) in b:
+     * p = fma(g, alpha, p) (ATen's add_ on AVX2/AVX-512), or round(p + round(g * alpha)). */
+    OP_SGD_FUSED = 15,
+    OP_SGD_UNFUSED = 16,
+    /* ((s[a] + s[a + b]) + s[a + 2b]) + s[a + 3b], each sum rounded: the solo 4-term reductions */
+    OP_SUM4 = 17,
 };
 
 typedef struct {
