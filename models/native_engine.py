@@ -87,6 +87,8 @@ class NativeEngine:
         path = library_path() if self._library == "installed" else self._library
         kernel = load_kernel(Path(path) if path is not None else None)
         if kernel is None:
+            if path is not None and Path(path).is_file():
+                return None, f"the native kernel at {path} does not load (built from other sources?)"
             return None, "the native kernel is not built on this machine"
         choices = self._choices if self._choices is not None else machine_choices()
         if choices is None:

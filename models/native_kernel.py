@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 LIBRARY_MODULE = "xorjobs.models._xor_kernel"
+ABI_VERSION = 3  # xor_kernel.c's ABI_VERSION: the op codes and structures this module writes
 ISA_AVX512, ISA_AVX2 = 1, 2
 
 
@@ -102,6 +103,8 @@ class Kernel:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lib = ctypes.CDLL(str(path))
+        if self._lib.xk_abi_version() != ABI_VERSION:
+            raise OSError(f"{path} was built from other kernel sources (reinstall the project)")
         self._lib.xk_eval.restype = ctypes.c_int
         self._lib.xk_eval.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
         self._lib.xk_eval.argtypes += [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]

@@ -143,9 +143,17 @@ class Tape:
                 addend = value(other, None)
                 return self.op(FMA, self.to_dest(into, addend), lhs[node.fused], rhs[node.fused], addend)
             # Rounded products joining a sum one after another (a left-deep chain): one op that keeps
-            # the running sum in registers, still rounding every product and every sum.
+            # the running sum in registers, still rounding every product and every sum. The bias
+            # joining such a chain last (the forward's tree here) is its final addend.
+            end: int | None = None
+            chained: Tree = node
+            if BIAS in (node.left, node.right):
+                other = node.right if node.left == BIAS else node.left
+                if isinstance(other, Node) and other.fused is None and _product_child(other) is not None:
+                    assert bias is not None, "a tree with a bias leaf needs a bias"
+                    end, chained = bias, other
             chain: list[int] = []
-            below: Tree = node
+            below: Tree = chained
             while isinstance(below, Node) and below.fused is None:
                 product = _product_child(below)
                 if product is None:
@@ -159,19 +167,20 @@ class Tape:
                     chain.insert(0, below)
                 else:
                     start = value(below, None)
-                if start is not None and len(chain) == 1:
+                if start is not None and len(chain) == 1 and end is None:
                     product = chain[0]
                     return self.op(MUL_ADD, self.to_dest(into, start), lhs[product], rhs[product], start)
                 dest = self.to_dest(into, *([] if start is None else [start]))
-                return self.chain(dest, [(lhs[k], rhs[k]) for k in chain], start)
+                return self.chain(dest, [(lhs[k], rhs[k]) for k in chain], start, end)
             left, right = value(node.left, None), value(node.right, None)
             return self.op(ADD, self.to_dest(into, left, right), left, right)
 
         return value(tree, dest)
 
-    def chain(self, dest: int, pairs: list[tuple[int, int]], start: int | None) -> int:
+    def chain(self, dest: int, pairs: list[tuple[int, int]], start: int | None, end: int | None) -> int:
         """``PRODUCT_CHAIN``: the op record, then the (a, b) pairs five ints to a record."""
-        self.ops.append((PRODUCT_CHAIN, dest, len(pairs), -1 if start is None else start, 0))
+        first, last = -1 if start is None else start, -1 if end is None else end
+        self.ops.append((PRODUCT_CHAIN, dest, len(pairs), first, last))
         flat = [slot for pair in pairs for slot in pair]
         flat += [0] * (-len(flat) % 5)
         self.ops += [tuple(flat[i : i + 5]) for i in range(0, len(flat), 5)]  # type: ignore[misc]

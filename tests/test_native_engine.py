@@ -242,6 +242,16 @@ def test_without_the_library_the_exact_engine_packs(tmp_path: Path, caplog: pyte
         missing.train("nn", [1], [0.1], steps=5)
 
 
+def test_a_library_from_other_sources_is_refused() -> None:
+    """Not the kernel, or one built from other sources (its ABI version differs): never run."""
+    path = Path(torch.__file__).parent / "lib" / "libc10.so"  # a shared library, not the kernel
+    stale = NativeEngine(library=path)
+    assert (
+        stale.unavailable_reason() == f"the native kernel at {path} does not load (built from other sources?)"
+    )
+    assert not stale.self_check("nn", "cpu", 20)
+
+
 def test_the_capability_torch_reports_decides_the_path() -> None:
     """ATen forced to AVX2 runs the AVX2 kernel (and stays exact); forced to DEFAULT (unfused SGD,
     scalar 'vector' exp) there is no native path and the exact engine packs."""

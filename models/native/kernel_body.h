@@ -113,6 +113,11 @@ op_product_chain: {
 #pragma GCC unroll 16
         for (int u = 0; u < BLOCK / VW; u++) acc[u] = VADD(acc[u], VMUL(VLD(pa + u * VW), VLD(pb + u * VW)));
     }
+    if (o[4] >= 0) {
+        const float *last = S + (size_t)o[4] * BLOCK;
+#pragma GCC unroll 16
+        for (int u = 0; u < BLOCK / VW; u++) acc[u] = VADD(acc[u], VLD(last + u * VW));
+    }
 #pragma GCC unroll 16
     for (int u = 0; u < BLOCK / VW; u++) VST(d + u * VW, acc[u]);
     o += 5 * ((2 * count + 4) / 5); /* past the pair records */

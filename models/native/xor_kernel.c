@@ -32,9 +32,10 @@ enum {
     OP_BCE_TERM = 10,
     OP_MUL_ADD = 11, /* round(round(a * b) + c): two roundings, never an FMA */
     OP_SIGMOID_BACKWARD = 12, /* round(round(round(1 - a) * b) * a) */
-    /* A left-deep sum of rounded products, in registers: (op, dest, count, start, 0), then the
+    /* A left-deep sum of rounded products, in registers: (op, dest, count, start, end), then the
      * count (a, b) slot pairs packed five ints to a record; the sum starts from slot `start`, or from
-     * the first product when start < 0, and adds each product (rounded) in turn, rounding each sum. */
+     * the first product when start < 0, adds each product (rounded) in turn, rounding each sum, and
+     * last slot `end` when end >= 0. */
     OP_PRODUCT_CHAIN = 13,
     /* binary_cross_entropy_backward (grad 1, mean over 4): round(round(round(a - b) /
      * max(round(round(1 - a) * a), c)) / 4), a = p, b = y, c = EPSILON */
@@ -234,6 +235,12 @@ static inline void sig_clone_avx2(float *d, const float *a) {
  * instruction set (or the exp table is missing for a tape that may need it), 0 otherwise. */
 
 enum { ISA_AVX512 = 1, ISA_AVX2 = 2 };
+
+/* Bumped whenever an op code, an op's fields or xk_pack change: models/native_kernel.py refuses a
+ * library built from other sources (an editable install not rebuilt) rather than misread its tape. */
+#define ABI_VERSION 3
+
+int xk_abi_version(void) { return ABI_VERSION; }
 
 int xk_block(void) { return BLOCK; }
 
