@@ -59,6 +59,7 @@ def test_metrics_need_the_token_and_name_every_family(tmp_path: Path) -> None:
     ):
         assert f"# TYPE {family}" in text, family  # counters: "# TYPE <name>_total counter"
     assert value(samples, "xorjobs_workers", state="live") == 0
+    assert ("xorjobs_queue_depth", (("queue", "gpu"),)) in samples  # a 0, not an absent series
     assert value(samples, "xorjobs_recovery_actions_total", action="requeued") == 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from typing import get_args
 
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
@@ -22,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from xorjobs.api.deps import ServiceDep, reject_unknown_query
-from xorjobs.api.schemas import text_response
+from xorjobs.api.schemas import Queue, text_response
 from xorjobs.defaults import JOB_STATES, TERMINAL_STATES, JobState
 from xorjobs.store.fleet_metrics import finished_runs, job_counts, pack_runs
 from xorjobs.store.recovery_events import recovery_counts
@@ -56,7 +57,8 @@ class StoreCollector(Collector):
             "Jobs that reached a terminal state (rate() gives jobs per second)",
             labels=["state"],
         )
-        queues = sorted({queue for _, queue, _ in counts})
+        # Every queue the API knows, zeros included (an alert on depth needs a 0, not an absent series).
+        queues = sorted(set(get_args(Queue)) | {queue for _, queue, _ in counts})
         by_key = {(state, queue): count for state, queue, count in counts}
         for queue in queues:
             for state in JOB_STATES:
