@@ -14,12 +14,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 import torch
 from alembic import command
 
 from tests.helpers import Json, run_main, same_bits, seed_trained_cost
+from xorjobs import plots
 from xorjobs.defaults import VARIANTS
 from xorjobs.models import train
 from xorjobs.models.engines import BATCHED, EXACT, NATIVE, SOLO
@@ -90,6 +92,8 @@ def test_run_stores_both_costs_and_every_output_shows_them(
             job["final_cost"],
             seed_trained_cost(job["variant"], [float(value) for value in job["hypothesis"]]),
         )
+    point = plots.job_figure(jobs[0], jobs[0]["costs"]).axes[0].get_lines()[1]  # after the logged curve
+    assert np.asarray(point.get_xydata()).tolist() == [[10, jobs[0]["final_cost"]]]
     code, out, _ = run_main(
         ["results", "--sort", "final_cost", "--limit", "1", "--json"], monkeypatch, capsys
     )

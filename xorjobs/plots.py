@@ -89,7 +89,8 @@ def sweep_figure(
 
 
 def job_figure(job: Mapping[str, Any], costs: CostCurve) -> Figure:
-    """One job's logged cost curve; the title carries its variant, seed, lr, final cost and accuracy."""
+    """One job's logged cost curve and its final (trained) cost as a point at step ``steps``; the title
+    carries its variant, seed, lr, final cost and accuracy."""
     figure, axes = _new_figure()
     points = [(int(step), float(cost)) for step, cost in costs]
     shown = [(step, cost) for step, cost in points if math.isfinite(cost) and cost > 0]
@@ -98,6 +99,12 @@ def job_figure(job: Mapping[str, Any], costs: CostCurve) -> Figure:
     )
     final = job.get("final_cost")
     accuracy = job.get("accuracy")
+    if final is not None and math.isfinite(float(final)) and float(final) > 0:
+        # The trained model's cost belongs after the last update, at step ``steps``: the logged costs are
+        # each computed before their step's update.
+        axes.plot(
+            [int(job["steps"])], [float(final)], marker="o", linestyle="none", color="#d62728", label="final"
+        )
     details = [f"{job['variant']}", f"seed {job['seed']}", f"lr {job['lr']:g}", str(job["state"])]
     if final is not None:
         details.append(f"final cost {float(final):.4g}")
