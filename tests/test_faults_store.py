@@ -55,6 +55,9 @@ class TcpProxy:
     def cut(self) -> None:
         with self._lock:
             if self._listener is not None:
+                # shutdown wakes a thread blocked in accept() (close alone lets it take one more).
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)
                 self._listener.close()
                 self._listener = None
             for sock in self._sockets:
@@ -76,6 +79,10 @@ class TcpProxy:
                 continue
             upstream.settimeout(None)
             with self._lock:
+                if self._listener is not listener:  # cut while this connection was being set up
+                    client.close()
+                    upstream.close()
+                    return
                 self._sockets += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
@@ -120,33 +127,90 @@ def finished_or_stuck(cluster: Cluster, sweep_id: str, timeout: float) -> dict[s
 # --- Postgres goes away mid-sweep -------------------------------------------------------------------
 
 
+def cut_postgres_mid_sweep(
+    tmp_path: Path,
+    postgres_behind_proxy: tuple[str, str, TcpProxy],
+    broker_url: str,
+    outage_seconds: float,
+    jobs: int,
+    cut_after: int = 3,
+) -> str:
+    """A sweep on two workers whose Postgres is cut for ``outage_seconds`` once ``cut_after`` jobs are
+    done (0: before the sweep is submitted, so every delivery meets the outage before its claim)."""
+    direct, through, proxy = postgres_behind_proxy
+    cluster = Cluster(tmp_path, direct, broker_url)
+    cluster.env["XORJOBS_DATABASE_URL"] = through
+    try:
+        cluster.start_worker("w1")
+        cluster.start_worker("w2")
+        if cut_after == 0:
+            proxy.cut()
+            cut_at = time.monotonic()
+        sweep_id, _ = cluster.submit(seeds=list(range(500, 500 + jobs)), steps=STEPS)  # the test's own URL
+        if cut_after > 0:
+            wait_until(lambda: stuck(cluster, sweep_id)["succeeded"] >= cut_after, 120, "jobs done")
+            proxy.cut()
+            cut_at = time.monotonic()
+        time.sleep(max(0.0, outage_seconds - (time.monotonic() - cut_at)))
+        proxy.restore()
+        back_at = time.monotonic()
+        results = finished_or_stuck(cluster, sweep_id, timeout=120)
+        record_figure(
+            f"postgres_outage_{outage_seconds:.0f}s_sweep_done_after_seconds",
+            round(time.monotonic() - back_at, 2),
+        )
+        states = [job["state"] for job in results["jobs"]]  # type: ignore[index]
+        assert states == ["succeeded"] * jobs, {
+            job["id"]: job["error"]
+            for job in results["jobs"]  # type: ignore[index]
+            if job["state"] != "succeeded"
+        }
+        return "".join(worker.log() for worker in cluster.workers)
+    finally:
+        cluster.stop()
+
+
 def test_postgres_unreachable_mid_sweep_loses_and_fails_nothing(
     tmp_path: Path,
     postgres_behind_proxy: tuple[str, str, TcpProxy],
     private_redis: tuple[str, Callable[[], None]],
 ) -> None:
-    direct, through, proxy = postgres_behind_proxy
-    cluster = Cluster(tmp_path, direct, private_redis[0])
-    cluster.env["XORJOBS_DATABASE_URL"] = through
-    try:
-        cluster.start_worker("w1")
-        cluster.start_worker("w2")
-        sweep_id, _ = cluster.submit(seeds=list(range(500, 524)), steps=STEPS)
-        wait_until(lambda: stuck(cluster, sweep_id)["succeeded"] >= 3, 120, "3 jobs done")
-        proxy.cut()
-        time.sleep(8)  # longer than a lease and many reap intervals; shorter than the retry deadline
-        proxy.restore()
-        back_at = time.monotonic()
-        results = finished_or_stuck(cluster, sweep_id, timeout=120)
-        record_figure("postgres_outage_8s_sweep_done_after_seconds", round(time.monotonic() - back_at, 2))
-        states = [job["state"] for job in results["jobs"]]  # type: ignore[index]
-        assert states == ["succeeded"] * 24, {
-            job["id"]: job["error"]
-            for job in results["jobs"]  # type: ignore[index]
-            if job["state"] != "succeeded"
-        }
-    finally:
-        cluster.stop()
+    """8 s: longer than a lease and many reap intervals, shorter than the runner's retry deadline."""
+    cut_postgres_mid_sweep(tmp_path, postgres_behind_proxy, private_redis[0], outage_seconds=8, jobs=24)
+
+
+@pytest.mark.slow
+def test_postgres_down_past_the_retry_deadline_loses_and_fails_nothing(
+    tmp_path: Path,
+    postgres_behind_proxy: tuple[str, str, TcpProxy],
+    private_redis: tuple[str, Callable[[], None]],
+) -> None:
+    """45 s from before the submit: every delivery meets the outage before its claim and, past the
+    runner's 30 s retry deadline, rejects its message back onto the queue (never an ack)."""
+    logs = cut_postgres_mid_sweep(
+        tmp_path, postgres_behind_proxy, private_redis[0], outage_seconds=45, jobs=6, cut_after=0
+    )
+    assert "message handed back to the queue" in logs
+
+
+def test_a_store_down_past_the_deadline_rejects_the_message_back_onto_the_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The task's side, in-process: an unreachable store ends in Reject(requeue=True), which Celery
+    turns into the message put back on the queue, never an ack (with acks_late a raised error is acked)."""
+    from celery.exceptions import Reject
+
+    from xorjobs import queue
+    from xorjobs.settings import Settings
+    from xorjobs.worker import runner
+    from xorjobs.worker.tasks import train_job
+
+    unreachable = Settings(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none")
+    monkeypatch.setitem(queue._settings_of_app, train_job.app, unreachable)  # the app's explicit settings
+    monkeypatch.setattr(runner, "BEFORE_CLAIM_DEADLINE_SECONDS", 1.0)  # 30 s in production
+    with pytest.raises(Reject) as rejected:
+        train_job.run("job-0123456789abcdef")
+    assert rejected.value.requeue is True
 
 
 # --- SQLite's write lock held past the busy timeout --------------------------------------------------
