@@ -4,12 +4,14 @@ whose numbers move."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
 
 from tests.helpers import TOKEN, Cluster
 from tests.services import wait_until
@@ -17,10 +19,12 @@ from xorjobs.api.main import create_app
 from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec
 from xorjobs.store.claims import claim_job
-from xorjobs.store.fleet_metrics import FinishedRun, pack_runs
+from xorjobs.store.engine import write_session
+from xorjobs.store.fleet_metrics import job_duration_histograms, pack_histograms
 from xorjobs.store.recovery import claim_republish, published_queued_jobs, reap_expired_leases
 from xorjobs.store.schema import upgrade
 from xorjobs.store.sweeps import create_sweep, mark_published
+from xorjobs.store.tables import Job
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -89,18 +93,32 @@ def test_recovery_actions_are_counted_in_the_store(database_url: str) -> None:
     assert value(samples, "xorjobs_queue_depth", queue="cpu") == 2
 
 
-def test_packs_are_the_overlapping_runs_of_one_training_process() -> None:
-    import datetime as dt
-
+def test_packs_are_the_overlapping_runs_of_one_training_process(database_url: str) -> None:
+    upgrade(database_url)
+    sweep = create_sweep(database_url, SweepSpec(variants=["nn"], seeds=[1, 2, 3, 4, 5], lrs=[1.0], steps=10))
     t0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
-
-    def run(holder: str, start: float, end: float) -> FinishedRun:
-        return FinishedRun("nn", holder, t0 + dt.timedelta(seconds=start), t0 + dt.timedelta(seconds=end))
-
-    # A pack of 3 (claimed at 0, 0.1, 0.1, finished at 5), then a solo job; another process alongside.
-    runs = [run("a/1", 0, 5), run("a/1", 0.1, 5), run("a/1", 0.1, 5), run("a/1", 5.2, 6), run("a/2", 1, 4)]
-    packs = sorted((pack.size, pack.seconds) for pack in pack_runs(runs))
-    assert packs == [(1, pytest.approx(0.8)), (1, 3.0), (3, 5.0)]
+    # Process a/1: a pack of 3 (claimed at 0, 0.1, 0.1, all finished at 5), then a solo job from 5.2 to 6;
+    # process a/2 alongside: a solo job from 1 to 4.
+    plan = [("a/1", 0, 5), ("a/1", 0.1, 5), ("a/1", 0.1, 5), ("a/1", 5.2, 6), ("a/2", 1, 4)]
+    with write_session(database_url) as session:
+        for job, (holder, start, end) in zip(sweep.jobs, plan, strict=True):
+            session.execute(
+                update(Job)
+                .where(Job.id == job.job_id)
+                .values(
+                    state="succeeded",
+                    worker=holder,
+                    started_at=t0 + dt.timedelta(seconds=start),
+                    finished_at=t0 + dt.timedelta(seconds=end),
+                )
+            )
+    bounds = (1.0, 4.0, 10.0)
+    durations, sizes = pack_histograms(database_url, bounds, (1.0, 2.0, 8.0))
+    assert durations["nn"].buckets == (1, 2, 3) and durations["nn"].count == 3  # 0.8, 3 and 5 s
+    assert durations["nn"].sum == pytest.approx(8.8, abs=1e-3)
+    assert sizes["nn"].buckets == (2, 2, 3) and sizes["nn"].sum == 5  # sizes 1, 1 and 3
+    jobs = job_duration_histograms(database_url, bounds)["nn"]
+    assert jobs.buckets == (1, 2, 5) and jobs.count == 5 and jobs.sum == pytest.approx(18.6, abs=1e-3)
 
 
 @pytest.mark.redis

@@ -12,9 +12,7 @@ a queued job with none, and the embedded queue has no list to measure; the store
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import get_args
 
 from fastapi import APIRouter, Depends, Response
@@ -25,7 +23,7 @@ from prometheus_client.registry import Collector
 from xorjobs.api.deps import ServiceDep, reject_unknown_query
 from xorjobs.api.schemas import Queue, text_response
 from xorjobs.defaults import JOB_STATES, TERMINAL_STATES, JobState
-from xorjobs.store.fleet_metrics import finished_runs, job_counts, pack_runs
+from xorjobs.store.fleet_metrics import Histogram, job_counts, job_duration_histograms, pack_histograms
 from xorjobs.store.recovery_events import recovery_counts
 from xorjobs.store.workers import worker_counts
 
@@ -83,20 +81,15 @@ class StoreCollector(Collector):
             recovery.add_metric([action.value], number)
         yield recovery
 
-        runs = finished_runs(self._url)
-        by_variant: dict[str, list[float]] = defaultdict(list)
-        for run in runs:
-            by_variant[run.variant].append(run.seconds)
         job_durations = HistogramMetricFamily(
             "xorjobs_job_duration_seconds",
             "Claim to result of each job that succeeded or failed (the database's clock)",
             labels=["variant"],
         )
-        for variant, seconds in sorted(by_variant.items()):
-            job_durations.add_metric([variant], _buckets(seconds, DURATION_BUCKETS), sum(seconds))
+        for variant, histogram in sorted(job_duration_histograms(self._url, DURATION_BUCKETS).items()):
+            job_durations.add_metric([variant], _buckets(histogram), histogram.sum)
         yield job_durations
 
-        packs = pack_runs(runs)
         pack_durations = HistogramMetricFamily(
             "xorjobs_pack_duration_seconds",
             "First claim to last result of each pack one training process ran (a solo job is a pack of 1)",
@@ -105,23 +98,20 @@ class StoreCollector(Collector):
         pack_sizes = HistogramMetricFamily(
             "xorjobs_pack_size", "Jobs per pack (a solo job is a pack of 1)", labels=["variant"]
         )
-        for variant in sorted({pack.variant for pack in packs}):
-            mine = [pack for pack in packs if pack.variant == variant]
-            seconds = [pack.seconds for pack in mine]
-            sizes = [float(pack.size) for pack in mine]
-            pack_durations.add_metric([variant], _buckets(seconds, DURATION_BUCKETS), sum(seconds))
-            pack_sizes.add_metric([variant], _buckets(sizes, PACK_SIZE_BUCKETS), sum(sizes))
+        durations, sizes = pack_histograms(self._url, DURATION_BUCKETS, PACK_SIZE_BUCKETS)
+        for variant, histogram in sorted(durations.items()):
+            pack_durations.add_metric([variant], _buckets(histogram), histogram.sum)
+        for variant, histogram in sorted(sizes.items()):
+            pack_sizes.add_metric([variant], _buckets(histogram), histogram.sum)
         yield from (pack_durations, pack_sizes)
 
 
-def _buckets(values: Sequence[float], bounds: Iterable[float]) -> list[tuple[str, float]]:
+def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
     """Cumulative bucket counts, ``+Inf`` last, as prometheus-client's histogram families take them."""
-    buckets = [(_bound(bound), float(sum(1 for value in values if value <= bound))) for bound in bounds]
-    return [*buckets, ("+Inf", float(len(values)))]
-
-
-def _bound(bound: float) -> str:
-    return "+Inf" if math.isinf(bound) else repr(float(bound))
+    pairs = [
+        (repr(bound), float(count)) for bound, count in zip(histogram.bounds, histogram.buckets, strict=True)
+    ]
+    return [*pairs, ("+Inf", float(histogram.count))]
 
 
 @router.get(
