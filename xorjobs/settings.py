@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,11 +22,21 @@ x 10,001 steps on a 2-core machine with 4 extra busy loops (training 3.5x slower
 intervals between two renewals (0.77 s at 0.5 s), 1.2 intervals without the extra load; 4 leaves a
 2.6x margin over the worst measured."""
 
+BROKER_SCHEMES = ("redis", "rediss")
+"""The brokers xorjobs runs on and tests (the ``store`` extra's celery[redis]; the census reads Redis)."""
+
+ENV_PREFIX = "XORJOBS_"
+ENV_FILE = ".env"
+NOT_SETTINGS_PREFIX = "XORJOBS_TEST_"
+"""Variables the test suite reads (service URLs, the fault seam's switch): not settings, no warning."""
+NOT_SETTINGS = frozenset({"XORJOBS_FAULT"})
+"""The fault seam's fault (``worker/faults.py``), read only under ``XORJOBS_TEST_FAULTS=1``."""
+
 
 class Settings(BaseSettings):
     """Every knob of xorjobs. The README's configuration table lists these same names."""
 
-    model_config = SettingsConfigDict(env_prefix="XORJOBS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=ENV_FILE, extra="ignore")
 
     home: Path = Field(
         default=Path(".xorjobs"),
@@ -84,6 +101,42 @@ class Settings(BaseSettings):
             raise ValueError(f"{str(home)!r} is a file, not a folder")
         return home
 
+    @field_validator("database_url")
+    @classmethod
+    def _store_url_is_supported(cls, url: str | None) -> str | None:
+        """Refused here, where the variable is read, rather than as a SQLAlchemy traceback later."""
+        if url is None:
+            return None
+        try:
+            from xorjobs.store.engine import check_database_url
+        except ModuleNotFoundError:  # the HTTP client's base install has no store to open
+            return url
+        from xorjobs.errors import InvalidSpec
+
+        try:
+            check_database_url(url)
+        except InvalidSpec as error:
+            raise ValueError(error.message) from None  # its text masks the password
+        return url
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url_is_supported(cls, url: str | None) -> str | None:
+        """Refused at once: a URL kombu cannot use would otherwise leave every job waiting "to be
+        published later". The message names the scheme only (the URL may hold a password)."""
+        if not url:
+            return url
+        forms = "use redis://HOST:PORT/DB or rediss://…, or unset it for the embedded queue"
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+        except ValueError:
+            raise ValueError(f"cannot be parsed as a URL; {forms}") from None
+        if parts.scheme not in BROKER_SCHEMES:
+            what = f"the scheme {parts.scheme + '://'!r}" if parts.scheme else "a URL without a scheme"
+            raise ValueError(f"{what} is not a supported broker; {forms}")
+        return url
+
     @field_validator("heartbeat_seconds")
     @classmethod
     def _lease_outlasts_missed_beats(cls, heartbeat: float, info: ValidationInfo) -> float:
@@ -111,7 +164,58 @@ class Settings(BaseSettings):
         return (self.home / "queue").resolve()
 
 
+def setting_variables() -> frozenset[str]:
+    return frozenset(ENV_PREFIX + name.upper() for name in Settings.model_fields)
+
+
+def configuration_warnings(environ: Mapping[str, str], env_file: Path) -> list[str]:
+    """What is set but cannot take effect: an ``XORJOBS_*`` name that is no setting (a typo, most
+    likely) in the environment or ``.env``, and a ``.env`` line that does not parse. Warned, not
+    refused: a variable of a newer or older xorjobs must not stop this one."""
+    warnings = []
+    names = [(name, "") for name in environ]
+    if env_file.is_file():
+        from dotenv.parser import parse_stream
+
+        with env_file.open(encoding="utf-8", errors="replace") as stream:
+            for binding in parse_stream(stream):
+                if binding.error:
+                    warnings.append(
+                        f"{env_file} line {binding.original.line}: cannot be parsed as NAME=value; ignored"
+                    )
+                elif binding.key is not None:
+                    names.append((binding.key, f" (in {env_file})"))
+    known = setting_variables()
+    for name, where in names:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        if upper.startswith(NOT_SETTINGS_PREFIX) or upper in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(upper, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name}{where} is not an xorjobs setting and is ignored{hint}")
+    return warnings
+
+
+@contextmanager
+def _quiet_dotenv() -> Iterator[None]:
+    """python-dotenv logs its own line for a line it cannot parse; ours (above) says which file."""
+    dotenv_log = logging.getLogger("dotenv.main")
+    level = dotenv_log.level
+    dotenv_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        dotenv_log.setLevel(level)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read once. Tests that change the environment call ``cache_clear``."""
-    return Settings()
+    """The process's settings, read once, with a warning line on stderr for each variable or ``.env``
+    line that cannot take effect. Tests that change the environment call ``cache_clear``."""
+    # First: a mistyped name may be why a value below is refused.
+    for warning in configuration_warnings(os.environ, Path(ENV_FILE)):
+        print(f"warning: {warning}", file=sys.stderr)
+    with _quiet_dotenv():
+        return Settings()

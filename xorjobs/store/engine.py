@@ -16,15 +16,50 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
 
-from xorjobs.errors import Unreachable
+from xorjobs.errors import InvalidSpec, Unreachable
 
 _WRITE_OPTION = "xorjobs_write"
 _engines: dict[tuple[int, str], Engine] = {}
+
+
+DATABASE_URL_VARIABLE = "XORJOBS_DATABASE_URL"
+SUPPORTED_STORES = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+"""Backend -> the one driver installed and tested for it (the ``store`` extra: psycopg 3)."""
+STORE_URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+def check_database_url(url: str) -> URL:
+    """The parsed URL of a store xorjobs can open; else ``InvalidSpec`` naming XORJOBS_DATABASE_URL.
+
+    The message never repeats the URL itself: it may hold a password."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InvalidSpec(
+            DATABASE_URL_VARIABLE, f"cannot be parsed as a database URL; use {STORE_URL_FORMS}"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_STORES:
+        raise InvalidSpec(
+            DATABASE_URL_VARIABLE,
+            f"{backend!r} is not a supported store; xorjobs stores in SQLite or PostgreSQL: "
+            f"{STORE_URL_FORMS}",
+        )
+    driver = parsed.get_driver_name()  # loads the dialect: only for a backend known to be there
+    if driver != SUPPORTED_STORES[backend]:
+        raise InvalidSpec(
+            DATABASE_URL_VARIABLE,
+            f"the driver {backend}+{driver} is not supported; use {backend}+{SUPPORTED_STORES[backend]} "
+            f"({STORE_URL_FORMS})",
+        )
+    if backend == "postgresql" and not parsed.database:
+        raise InvalidSpec(DATABASE_URL_VARIABLE, f"names no database; use {STORE_URL_FORMS}")
+    return parsed
 
 
 def get_engine(url: str) -> Engine:
@@ -45,7 +80,10 @@ def dispose_engines(close: bool = True) -> None:
 
 def describe(url: str) -> str:
     """The store's URL without its password, for messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # refused where it is opened (check_database_url); never echoed
+        return "(an unparseable URL)"
 
 
 # Postgres session limits, so a worker cut off from the network (or frozen) cannot hold row locks, or
@@ -92,11 +130,9 @@ def postgres_connect_args(url: str) -> dict[str, object]:
 
 
 def _create_engine(url: str) -> Engine:
-    parsed = make_url(url)
+    parsed = check_database_url(url)  # a Settings built in code is checked here too
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True, connect_args=postgres_connect_args(url))
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30})
