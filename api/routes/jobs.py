@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Depends, Response
 
-from fastapi import APIRouter, Depends, Query, Response
-
-from xorjobs.api.deps import ServiceDep, reject_unknown_query
+from xorjobs.api.deps import CacheBuster, ServiceDep, reject_unknown_query
 from xorjobs.api.schemas import NO_JOB, PLOT_HEADERS, PNG_RESPONSE, Cancelled, Job, JobCosts, reply
 
 router = APIRouter(
@@ -33,14 +31,7 @@ def job_costs(job_id: str, service: ServiceDep) -> JobCosts:
 def job_plot(
     job_id: str,
     service: ServiceDep,
-    cache_buster: Annotated[
-        str | None,
-        Query(
-            alias="t",
-            max_length=100,
-            description="Ignored: lets a page ask for a fresh image (the dashboard)",
-        ),
-    ] = None,
+    cache_buster: CacheBuster = None,
 ) -> Response:
     # A plain ``def``: FastAPI draws it in its thread pool, off the event loop.
     return Response(service.job_plot(job_id), media_type="image/png", headers=PLOT_HEADERS)

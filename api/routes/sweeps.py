@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
 from xorjobs.analysis import DEFAULT_THRESHOLD, GROUP_FIELDS, check_threshold, parse_by
-from xorjobs.api.deps import ServiceDep, reject_unknown_query
+from xorjobs.api.deps import CacheBuster, ServiceDep, reject_unknown_query
 from xorjobs.api.schemas import (
     NO_SWEEP,
     PLOT_HEADERS,
@@ -272,7 +272,11 @@ def sweep_costs_jsonl(sweep_id: str, service: ServiceDep, filters: JobFilterDep)
     responses={**NO_SWEEP, **PNG_RESPONSE},
 )
 def sweep_plot(
-    sweep_id: str, service: ServiceDep, by: By = "variant", threshold: Threshold | None = None
+    sweep_id: str,
+    service: ServiceDep,
+    by: By = "variant",
+    threshold: Threshold | None = None,
+    cache_buster: CacheBuster = None,
 ) -> Response:
     png = service.sweep_plot(sweep_id, parse_by(by) if by else [], threshold)
     return Response(png, media_type="image/png", headers=PLOT_HEADERS)
