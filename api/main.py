@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import xorjobs
@@ -19,6 +22,9 @@ from xorjobs.api.schemas import PROTECTED_RESPONSES
 from xorjobs.errors import Unauthorized, XorjobsError
 from xorjobs.service import Service
 from xorjobs.settings import Settings, get_settings
+from xorjobs.store.unavailable import store_unavailable
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router, dependencies=protected, responses=PROTECTED_RESPONSES)
     app.include_router(dashboard.router)  # its pages redirect to /login themselves (a browser gets no 401)
     app.add_exception_handler(XorjobsError, _xorjobs_error)
+    app.add_exception_handler(SQLAlchemyError, _store_error)
+    app.add_exception_handler(sqlite3.Error, _store_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodySizeLimit)
@@ -66,6 +74,16 @@ async def _xorjobs_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, XorjobsError)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
     return SafeJSONResponse({"detail": str(error)}, status_code=error.http_status, headers=headers)
+
+
+async def _store_error(request: Request, error: Exception) -> JSONResponse:
+    """The store failing under a request (disk full, locked past the busy timeout, Postgres gone) is a
+    503 with one line, like any unreachable part; any other database error stays a 500."""
+    unavailable = store_unavailable(error)
+    if unavailable is None:
+        raise error
+    log.warning("%s %s: %s", request.method, request.url.path, unavailable)
+    return await _xorjobs_error(request, unavailable)
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:

@@ -100,11 +100,13 @@ NO_JOB = error_responses({404: "No such job"})
 # --- health -----------------------------------------------------------------------------------------
 
 PartState = Literal["ok", "unreachable"]
+DatabaseState = Literal["ok", "unreachable", "full"]
+"""``full``: the store answers reads but has no room left to write (a SQLite file's disk or page limit)."""
 
 
 class Health(Shape):
     status: Literal["ok", "unavailable"]
-    database: PartState
+    database: DatabaseState
     broker: PartState
 
 

@@ -391,3 +391,19 @@ def main() -> None:
     except KeyboardInterrupt:
         render.stderr.print("interrupted")
         sys.exit(130)
+    except Exception as error:  # the store failing under an in-process command: exit 4, one line
+        unavailable = _store_unavailable(error)
+        if unavailable is None:
+            raise
+        render.stderr.print(f"[red]error:[/] {escape(str(unavailable))}", soft_wrap=True)
+        sys.exit(unavailable.exit_code)
+
+
+def _store_unavailable(error: Exception) -> XorjobsError | None:
+    """What to say when ``error`` is the store failing (disk full, locked past the busy timeout,
+    Postgres gone), else None. The base install, the HTTP client alone, has no store to fail."""
+    try:
+        from xorjobs.store.unavailable import store_unavailable
+    except ModuleNotFoundError:
+        return None
+    return store_unavailable(error)
