@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xorjobs.cli import render
 from xorjobs.cli.backends import HttpBackend
 from xorjobs.cli.waiting import wait_for_sweep
-from xorjobs.errors import NoCuda
+from xorjobs.errors import NoCuda, Unreachable
 from xorjobs.service import Service
 from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+BROKER_PROBE_TIMEOUT_SECONDS = 5.0
+"""How long ``run`` tries the broker before it gives up: the in-process worker would retry forever."""
 
 
 def run_sweep(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
@@ -45,6 +51,8 @@ def _run_in_process(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
     if settings.embedded_queue:
         resync_embedded_queue(settings, celery_app)
     submitted = service.submit_without_worker_check(spec)
+    if not settings.embedded_queue:
+        _require_broker(celery_app, submitted["sweep_id"], len(submitted["jobs"]))
     with in_process_worker(celery_app, settings, [spec.queue], embedded_hostname()):
         try:
             wait_for_sweep(lambda: service.status(submitted["sweep_id"]), interval=0.25)
@@ -56,3 +64,23 @@ def _run_in_process(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
             )
             raise
     return service.results(submitted["sweep_id"])
+
+
+def _require_broker(app: Celery, sweep_id: str, jobs: int) -> None:
+    """Fail at once when the broker cannot be reached: a Celery consumer would wait for it forever.
+
+    After the submit, so the sweep is recorded: its jobs wait in the store's outbox, and the relay
+    of any worker that reaches the broker publishes them."""
+    from kombu.exceptions import OperationalError as KombuOperationalError
+
+    with app.connection_for_write() as connection:
+        try:
+            connection.ensure_connection(
+                max_retries=1, interval_start=0.2, timeout=BROKER_PROBE_TIMEOUT_SECONDS
+            )
+        except (KombuOperationalError, OSError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+            raise Unreachable(
+                f"cannot reach the broker {connection.as_uri()}: {reason}; sweep {sweep_id} ({jobs} job(s)) "
+                "is recorded and stays queued: a worker publishes its jobs once it reaches the broker"
+            ) from None
