@@ -9,6 +9,8 @@ from xorjobs.errors import NotFound
 from xorjobs.store.clock import utcnow
 from xorjobs.store.engine import write_session
 from xorjobs.store.ids import is_sweep_id
+from xorjobs.store.retry import is_conflict_error, retrying
+from xorjobs.store.row_locks import lock_job_rows
 from xorjobs.store.sweeps import QueuedJob
 from xorjobs.store.tables import Cost, Job, JobState, Sweep
 
@@ -18,18 +20,29 @@ def cancel(url: str, sweep_or_job_id: str) -> list[str]:
 
     A queued job never starts (its claim finds it cancelled); a running one stops at its next heartbeat
     or progress write, whose fence now fails, and keeps the state ``cancelled``.
+
+    The rows are locked in id order first, as every writer of many job rows does (``row_locks``): a
+    single UPDATE took them in its plan's order and deadlocked with a pack's heartbeat on Postgres. A
+    conflict the database settles by aborting us is retried: nothing of it was committed.
     """
     column = Job.sweep_id if is_sweep_id(sweep_or_job_id) else Job.id
-    with write_session(url) as session:
-        _require(session, sweep_or_job_id)
-        return list(
-            session.scalars(
-                update(Job)
-                .where(column == sweep_or_job_id, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
-                .values(state=JobState.CANCELLED, finished_at=utcnow(), lease_expires_at=None)
-                .returning(Job.id)
-            ).all()
-        )
+    active = Job.state.in_([JobState.QUEUED, JobState.RUNNING])
+
+    def cancel_active() -> list[str]:
+        with write_session(url) as session:
+            _require(session, sweep_or_job_id)
+            locked = lock_job_rows(session, column == sweep_or_job_id, active)
+            cancelled: list[str] = []
+            for start in range(0, len(locked), IDS_PER_STATEMENT):
+                cancelled += session.scalars(
+                    update(Job)
+                    .where(Job.id.in_(locked[start : start + IDS_PER_STATEMENT]), active)
+                    .values(state=JobState.CANCELLED, finished_at=utcnow(), lease_expires_at=None)
+                    .returning(Job.id)
+                ).all()
+            return cancelled
+
+    return retrying(cancel_active, what=f"cancelling {sweep_or_job_id}", retry_if=is_conflict_error)
 
 
 def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]:
@@ -48,6 +61,8 @@ def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]
     states = [JobState.FAILED] if failed_only else [JobState.FAILED, JobState.CANCELLED]
     with write_session(url) as session:
         _require(session, sweep_id)
+        # Every row both UPDATEs touch, locked in the one order first (see ``cancel``).
+        lock_job_rows(session, Job.sweep_id == sweep_id, Job.state.in_([JobState.QUEUED, *states]))
         # First, before the retried jobs join them in state queued.
         stranded = session.execute(
             update(Job)
