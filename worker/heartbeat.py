@@ -37,6 +37,8 @@ class Heartbeat:
         self.longest_gap_seconds = 0.0
         """The longest time between two renewals (the claim counting as the first) so far."""
         self._renewed_at = time.monotonic()
+        self._failed_beats = 0
+        """Beats that failed since the last renewal (the line that says it recovered counts them)."""
         self._thread = threading.Thread(target=self._run, name="xorjobs-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
@@ -61,10 +63,18 @@ class Heartbeat:
             try:
                 self.lost |= renew_pack(self._url, owned, self._lease_seconds)
             except Exception as error:  # a database blip: keep beating; the lease is longer than one interval
-                log.warning(
-                    "heartbeat failed; retrying: %s", str(error).splitlines()[0] if str(error) else error
-                )
+                # One line per failed beat, no traceback: an outage of a minute is 120 of them at 0.5 s.
+                self._failed_beats += 1
+                log.warning("heartbeat failed; retrying: %s", _one_line(error))
             else:
+                if self._failed_beats:
+                    log.warning(
+                        "heartbeat: leases renewed again after %d failed beat(s), %.1f s since the last "
+                        "renewal",
+                        self._failed_beats,
+                        time.monotonic() - self._renewed_at,
+                    )
+                    self._failed_beats = 0
                 self._record_renewal()
             if len(self.lost) == len(self._claims):
                 return
@@ -81,3 +91,8 @@ class Heartbeat:
                 self._lease_seconds,
                 self._interval,
             )
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
