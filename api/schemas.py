@@ -136,6 +136,10 @@ class Job(Shape):
     device_name: str | None
     torch_version: str | None
     cpu_capability: str | None
+    engine: str | None = Field(
+        description="The engine that trained it: solo, exact (packed), native or batched (CUDA); null "
+        "until it succeeded, and for jobs stored before xorjobs recorded it"
+    )
     final_cost: JsonFloat | None = Field(
         description="The trained model's cost: the seed's criterion (BCE) of the final hypothesis; null "
         "until it succeeded, and for jobs stored before xorjobs recorded it"

@@ -87,6 +87,7 @@ def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]
                 hypothesis_json=None,
                 predicted_json=None,
                 accuracy=None,
+                engine=None,
             )
             .returning(Job.id, Job.queue)
         ).all()

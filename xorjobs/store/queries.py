@@ -51,6 +51,7 @@ def job_record(job: Job) -> JobRecord:
         "device_name": job.device_name,
         "torch_version": job.torch_version,
         "cpu_capability": job.cpu_capability,
+        "engine": job.engine,
         "final_cost": _stored_float(job.final_cost, job.final_cost_kind) if finished else None,
         "last_logged_cost": _stored_float(job.last_logged_cost, job.last_logged_cost_kind)
         if finished

@@ -38,6 +38,8 @@ class Outcome:
     torch_version: str
     last_logged_cost: float | None = None
     """The cost at the last logged step (before that step's update, as the seed prints it)."""
+    engine: str | None = None
+    """The engine that trained it (``models.engine.Engine.name``: solo, exact, native, batched)."""
 
 
 def write_results_in_transaction(session: Session, results: Sequence[tuple[str, int, Outcome]]) -> None:
@@ -68,6 +70,7 @@ def write_results_in_transaction(session: Session, results: Sequence[tuple[str, 
             device_name=bindparam("new_device_name"),
             cpu_capability=bindparam("new_cpu_capability"),
             torch_version=bindparam("new_torch_version"),
+            engine=bindparam("new_engine"),
         )
     )
     parameters = []
@@ -88,6 +91,7 @@ def write_results_in_transaction(session: Session, results: Sequence[tuple[str, 
                 "new_device_name": outcome.device_name,
                 "new_cpu_capability": outcome.cpu_capability,
                 "new_torch_version": outcome.torch_version,
+                "new_engine": outcome.engine,
             }
         )
     session.connection().execute(statement, parameters)

@@ -99,6 +99,8 @@ class Job(Base):
     device_name: Mapped[str | None] = mapped_column(String(200))
     torch_version: Mapped[str | None] = mapped_column(String(50))
     cpu_capability: Mapped[str | None] = mapped_column(String(50))
+    # The engine that trained it (``models.engine.Engine.name``); NULL on rows stored before revision 0004.
+    engine: Mapped[str | None] = mapped_column(String(20))
     # The trained model's cost (the seed's criterion on the final hypothesis; NULL on rows stored before
     # revision 0002) and the cost at the last logged step; each a double plus its kind (``floats``).
     final_cost: Mapped[float | None] = mapped_column(Double)
