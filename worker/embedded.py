@@ -54,8 +54,10 @@ def release_claims(settings: Settings) -> int:
 
 
 @contextmanager
-def in_process_worker(app: Celery, settings: Settings, queues: list[str], hostname: str) -> Iterator[None]:
-    """Run a solo-pool Celery worker in a thread while the block runs."""
+def in_process_worker(
+    app: Celery, settings: Settings, queues: list[str], hostname: str
+) -> Iterator[threading.Thread]:
+    """Run a solo-pool Celery worker in a thread while the block runs; the block gets the thread."""
     from xorjobs.worker.celery_app import limit_torch_threads
 
     limit_torch_threads()
@@ -76,7 +78,7 @@ def in_process_worker(app: Celery, settings: Settings, queues: list[str], hostna
     thread.start()
     recovery.start()
     try:
-        yield
+        yield thread  # so a caller can wait for it to stop (xorjobs.cli.run_command)
     finally:
         recovery.stop()
         worker_state.should_terminate = 0  # type: ignore[assignment]  # celery types it as None only

@@ -53,7 +53,9 @@ class Heartbeat:
     def check(self) -> None:
         """Raise LeaseLost in the training thread when no member is still owned."""
         if len(self.lost) == len(self._claims):
-            raise LeaseLost(f"{', '.join(sorted(self.lost))}: this attempt no longer owns the job(s)")
+            # A count for a pack: its log line names the leader, and 512 ids made one line of 11 kB.
+            who = next(iter(self.lost)) if len(self.lost) == 1 else f"all {len(self.lost)} jobs"
+            raise LeaseLost(f"{who}: this attempt no longer owns the job(s)")
 
     def _run(self) -> None:
         next_beat = time.monotonic() + self._interval

@@ -160,6 +160,12 @@ class Settings(BaseSettings):
         return not self.broker_url
 
     @property
+    def trains_in_process(self) -> bool:
+        """No API and no broker (the embedded mode): no worker may be listening, so the command that
+        queues jobs (``run``, ``retry``) trains them in its own process."""
+        return self.embedded_queue and not self.api_url
+
+    @property
     def queue_folder(self) -> Path:
         return (self.home / "queue").resolve()
 

@@ -322,11 +322,25 @@ def retry(
     sweep_id: Annotated[str, typer.Argument(help="Sweep id")],
     failed: Annotated[bool, typer.Option("--failed", help="Only failed jobs (not cancelled ones)")] = False,
 ) -> None:
-    """Re-queue the jobs of a sweep that did not succeed."""
+    """Re-queue the jobs of a sweep that did not succeed.
+
+    In the embedded mode (no XORJOBS_API_URL, no XORJOBS_BROKER_URL) it then trains them here, as `run`
+    does, and prints the results (exit 1 if some fail again).
+    """
     if not sweep_id.startswith(SWEEP_ID_PREFIX):
         # Like every other command given the wrong kind of id: unknown (exit 3), not "re-queued 0".
         raise NotFound(f"no sweep {sweep_id} (retry takes a sweep id, which starts with {SWEEP_ID_PREFIX})")
-    result = _backend().retry(sweep_id, failed)
+    settings = get_settings()
+    if settings.trains_in_process:
+        from xorjobs.cli.run_command import retry_in_process
+
+        retried, results = retry_in_process(sweep_id, failed, settings)
+        render.stdout.print(f"re-queued {len(retried)} job(s)")
+        _print_results(results)
+        if any(job["state"] != "succeeded" for job in results["jobs"] if job["id"] in retried):
+            raise typer.Exit(1)  # a re-queued job failed again (or was cancelled meanwhile)
+        return
+    result = backend_for(settings).retry(sweep_id, failed)
     render.stdout.print(f"re-queued {len(result['retried'])} job(s)")
 
 

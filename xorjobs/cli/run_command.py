@@ -1,7 +1,10 @@
-"""``xorjobs run``: submit and train a sweep in this process (embedded), or submit to the API and wait."""
+"""``xorjobs run`` and the embedded ``retry``: train a sweep in this process, or submit to an API and wait."""
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xorjobs.cli import render
@@ -15,7 +18,7 @@ from xorjobs.spec import SweepSpec
 if TYPE_CHECKING:
     from celery import Celery
 
-BROKER_PROBE_TIMEOUT_SECONDS = 5.0
+BROKER_PROBE_TIMEOUT_SECONDS = 5
 """How long ``run`` tries the broker before it gives up: the in-process worker would retry forever."""
 
 
@@ -34,36 +37,142 @@ def run_sweep(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
 def _run_in_process(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
     import torch
 
-    from xorjobs.worker.celery_app import app as celery_app
-    from xorjobs.worker.embedded import (
-        embedded_hostname,
-        in_process_worker,
-        release_claims,
-        resync_embedded_queue,
-    )
-
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise NoCuda("--device: cuda was asked for, and this machine has no usable CUDA device")
     # The embedded default store is this user's own: created (or upgraded) here when it is not at head,
-    # before the resync below reads it. A store named by XORJOBS_DATABASE_URL is only checked.
+    # before the queue is reset below. A store named by XORJOBS_DATABASE_URL is only checked.
+    service = _training_service(settings)
+    if settings.embedded_queue:
+        _reset_embedded_queue(settings)
+    submitted = service.submit_without_worker_check(spec)  # its messages: the first in the queue
+    sweep_id = submitted["sweep_id"]
+    if not settings.embedded_queue:
+        _require_broker(service.celery, sweep_id, len(submitted["jobs"]))
+    else:
+        _say_what_comes_first(settings, sweep_id, len(submitted["jobs"]))
+    _train_sweep(service, settings, sweep_id, [spec.queue])
+    return service.results(sweep_id)
+
+
+def retry_in_process(sweep_id: str, failed_only: bool, settings: Settings) -> tuple[set[str], dict[str, Any]]:
+    """``retry`` in the embedded mode: re-queue, then train the sweep's unfinished jobs here, as ``run``
+    does (nothing else would: no worker listens on the embedded queue). Returns (re-queued ids, results)."""
+    service = _training_service(settings)
+    _reset_embedded_queue(settings)  # the re-queued jobs' messages come first, leftovers after
+    retried = service.retry(sweep_id, failed_only)["retried"]
+    status = service.status(sweep_id)
+    if retried or status["counts"].get("queued", 0):
+        render.stderr.print(
+            f"re-queued {len(retried)} job(s) of sweep {sweep_id}; training them here", soft_wrap=True
+        )
+        queues = sorted({str(job["queue"]) for job in status["jobs"] if job["state"] == "queued"})
+        _train_sweep(service, settings, sweep_id, queues)
+    return set(retried), service.results(sweep_id)
+
+
+def _training_service(settings: Settings) -> Service:
+    from xorjobs.worker.celery_app import app as celery_app
+
     service = Service(settings, creates_embedded_store=True).ready(submitting=True)
     service.celery = celery_app  # the worker's app: the task is registered on it
-    if settings.embedded_queue:
-        resync_embedded_queue(settings, celery_app)
-    submitted = service.submit_without_worker_check(spec)
-    if not settings.embedded_queue:
-        _require_broker(celery_app, submitted["sweep_id"], len(submitted["jobs"]))
-    with in_process_worker(celery_app, settings, [spec.queue], embedded_hostname()):
+    return service
+
+
+def _reset_embedded_queue(settings: Settings) -> None:
+    """Empty the embedded queue and mark every queued job unpublished, so what is submitted or re-queued
+    next is the first message in it; the in-process recovery loop publishes the older jobs after (its
+    relay), and a job whose lease expired is re-queued by it too."""
+    from xorjobs.store.recovery import mark_queued_unpublished
+
+    for message in Path(settings.queue_folder).glob("*.msg"):
+        message.unlink(missing_ok=True)
+    mark_queued_unpublished(settings.resolved_database_url)
+
+
+def _say_what_comes_first(settings: Settings, sweep_id: str, jobs: int) -> None:
+    older = queued_elsewhere(settings.resolved_database_url, sweep_id)
+    if older:
+        render.stderr.print(
+            f"training sweep {sweep_id} ({jobs} job(s)) first; {older} queued job(s) of older sweeps "
+            "follow while it runs, and stay queued when it ends (`xorjobs retry SWEEP_ID` or "
+            "`xorjobs worker` trains them)",
+            soft_wrap=True,
+        )
+
+
+def queued_elsewhere(url: str, sweep_id: str) -> int:
+    """Queued jobs of the store's other sweeps."""
+    from sqlalchemy import func, select
+
+    from xorjobs.store.engine import read_session
+    from xorjobs.store.tables import Job, JobState
+
+    with read_session(url) as session:
+        count = session.scalar(
+            select(func.count()).where(Job.state == JobState.QUEUED, Job.sweep_id != sweep_id)
+        )
+    return int(count or 0)
+
+
+def _train_sweep(service: Service, settings: Settings, sweep_id: str, queues: list[str]) -> None:
+    """Train with a worker inside this process until every job of the sweep is finished.
+
+    However it ends (done, Ctrl-C), the worker first stops taking messages, then what it still holds
+    is handed back to the queue: nothing is left ``running`` behind this process."""
+    from celery.worker import state as worker_state
+
+    from xorjobs.worker.embedded import embedded_hostname, in_process_worker
+
+    worker_state.should_terminate = None  # a previous stop in this process must not stop this worker
+    with in_process_worker(service.celery, settings, queues, embedded_hostname()) as worker:
         try:
-            wait_for_sweep(lambda: service.status(submitted["sweep_id"]), interval=0.25)
+            wait_for_sweep(lambda: service.status(sweep_id), interval=0.25)
         except KeyboardInterrupt:
-            released = release_claims(settings)
+            handed_back = _stop_training(settings, worker)
+            counts = service.status(sweep_id)["counts"]
+            left = ", ".join(f"{count} {state}" for state, count in counts.items() if count)
+            later = "; `xorjobs run` or `xorjobs worker` on this store picks them up"
             render.stderr.print(
-                f"interrupted: unfinished jobs stay queued ({released} were running); "
-                "`xorjobs run` or `xorjobs worker` on this store picks them up"
+                f"interrupted: {handed_back} running job(s) handed back to the queue; sweep {sweep_id}: "
+                f"{left}{later if counts.get('queued') else ''}",
+                soft_wrap=True,
             )
             raise
-    return service.results(submitted["sweep_id"])
+        handed_back = _stop_training(settings, worker)
+        if handed_back:
+            render.stderr.print(
+                f"{handed_back} job(s) of other sweeps handed back to the queue", soft_wrap=True
+            )
+
+
+def _stop_training(settings: Settings, worker: threading.Thread) -> int:
+    """Stop the in-process worker and hand back the jobs it holds, until it has stopped; returns how many.
+
+    The worker is told to stop first: released first, its jobs were claimed again with the next message
+    (and a pack that outlived the stop's wait was left ``running``). A message it had already taken still
+    claims a pack after that; the next round releases it, and training drops out at its next fenced write.
+    """
+    from celery.worker import state as worker_state
+
+    from xorjobs.store.results import release_job
+    from xorjobs.worker.embedded import STOP_TIMEOUT_SECONDS
+    from xorjobs.worker.runner import ACTIVE_CLAIMS
+
+    url = settings.resolved_database_url
+    handed_back: set[str] = set()  # a job released, claimed again by a late message and released counts once
+
+    def release() -> None:
+        for job_id, attempt in list(ACTIVE_CLAIMS):
+            if release_job(url, job_id, attempt):  # fenced on the attempt: its training stops
+                handed_back.add(job_id)
+
+    worker_state.should_terminate = 0  # type: ignore[assignment]  # celery types it as None only
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    while worker.is_alive() and time.monotonic() < deadline:
+        release()
+        worker.join(timeout=0.1)
+    release()
+    return len(handed_back)
 
 
 def _require_broker(app: Celery, sweep_id: str, jobs: int) -> None:
@@ -76,7 +185,7 @@ def _require_broker(app: Celery, sweep_id: str, jobs: int) -> None:
     with app.connection_for_write() as connection:
         try:
             connection.ensure_connection(
-                max_retries=1, interval_start=0.2, timeout=BROKER_PROBE_TIMEOUT_SECONDS
+                max_retries=1, interval_start=0, timeout=BROKER_PROBE_TIMEOUT_SECONDS
             )
         except (KombuOperationalError, OSError) as error:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
