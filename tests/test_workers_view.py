@@ -131,7 +131,10 @@ def test_a_worker_registers_beats_shows_its_pack_and_is_stopped_at_a_clean_exit(
         wait_for_row(database_url, node, lambda row: row["last_heartbeat"] > first_beat, "a later heartbeat")
 
         # A pack of 4 jobs in progress shows as its leader and its size.
-        sweep_id, job_ids = cluster.submit(seeds=[1, 2, 3, 4], steps=100_000)
+        # wide_deep at the most steps: the pack lasts ~30 s even natively (it is cancelled below).
+        sweep_id, job_ids = cluster.submit(
+            variants=["wide_deep"], seeds=[1, 2, 3, 4], steps=1_000_000, log_every=10_000
+        )
         busy = wait_for_row(
             database_url, node, lambda row: sum(p["size"] for p in row["current"]) == 4, "the pack on the row"
         )

@@ -25,29 +25,27 @@ from xorjobs.settings import Settings
 from xorjobs.store.engine import dispose_engines
 from xorjobs.store.workers import WorkerIdentity, beat, mark_stopped, prune_workers, register_worker
 from xorjobs.worker.liveness import liveness_scope
-from xorjobs.worker.packing import packing_available
+from xorjobs.worker.packing import engine_for
 
 log = logging.getLogger(__name__)
 GPU_QUEUE = "gpu"
 
 
 def engines_by_variant(settings: Settings, queues: Iterable[str]) -> dict[str, str]:
-    """What each variant trains on in this worker, as ``worker.runner`` decides it: a pack engine where
-    packing is on and (on the CPU) its self-check passed in this process, solo otherwise.
+    """What each variant trains on in this worker, as ``worker.packing`` chooses it: the first pack
+    engine whose self-check passed in this process where packing is on (on the CPU), solo otherwise.
 
     A gpu worker exists only where CUDA does (``xorjobs worker -Q gpu`` checks in a subprocess); CUDA is
     not touched here, in a process that forks.
     """
-    from xorjobs.models.engines import SOLO, default_packing_engine
+    from xorjobs.models.engines import SOLO, packing_engines
 
     device = "cuda" if GPU_QUEUE in queues else "cpu"
     if settings.pack_size <= 1:
         return dict.fromkeys(VARIANTS, SOLO.name)
-    packing = default_packing_engine(device).name
-    return {
-        variant: packing if device == "cuda" or packing_available(variant, device) else SOLO.name
-        for variant in VARIANTS
-    }
+    if device == "cuda":
+        return dict.fromkeys(VARIANTS, packing_engines(device)[0].name)
+    return {variant: engine_for(variant, device, settings.pack_size).name for variant in VARIANTS}
 
 
 def worker_identity(settings: Settings, node: str, queues: Iterable[str]) -> WorkerIdentity:
