@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_shutdown
 
 from xorjobs.queue import get_celery, settings_of
 from xorjobs.store.engine import dispose_engines
@@ -18,6 +18,8 @@ app = get_celery()
 # A pool child must say it is up within this many seconds or billiard kills it (default 4 s); on a
 # busy 2-core machine a fork plus first use of torch can take longer.
 app.conf.worker_proc_alive_timeout = 60
+# Closes a consumer connection whose start failed, and says when the broker is out of memory (issue 14 §5).
+app.conf.worker_consumer = "xorjobs.worker.broker_consumer:BrokerConsumer"
 
 
 def preload_torch() -> None:
@@ -49,18 +51,17 @@ def _on_child_start(**_: Any) -> None:
 
 
 @worker_init.connect
-def _on_worker_init(**_: Any) -> None:
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
     preload_torch()
     if settings_of(app).pack_size > 1:
         check_all_variants()
     # Pool children are forked from this process: it must hold no database connection when they are
     # (a SQLite connection's lock state, or a Postgres socket, must never be shared across fork).
     dispose_engines()
-
-
-@worker_ready.connect
-def _on_worker_ready(sender: Any = None, **_: Any) -> None:
-    # The fleet view's row (worker/registration.py): beaten from the recovery process, not from here.
+    # Recovery starts here, not at worker_ready: "ready" waits for the consumer's connection, which a
+    # broker at maxmemory refused for as long as it was full, and the jobs waited with it (issue 14 §5).
+    # The recovery process is spawned (not forked) and this process keeps no connection of its own.
+    # The fleet view's row (worker/registration.py) is beaten from the recovery process, not from here.
     identity = worker_identity(settings_of(app), sender.hostname, app.amqp.queues.consume_from)
     supervisor = RecoverySupervisor(settings_of(app), identity=identity)
     supervisor.start()
