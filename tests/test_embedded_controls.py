@@ -206,3 +206,9 @@ def test_an_embedded_retry_of_failed_jobs_only_exits_0_when_they_succeed(tmp_pat
     assert "re-queued 1 job(s)" in result.stdout, result.stdout
     counts = queries.sweep_status(url, sweep_id)["counts"]
     assert counts["succeeded"] == 1 and counts["cancelled"] == 1, counts
+
+
+def test_an_embedded_retry_on_a_missing_store_exits_3_and_creates_nothing(tmp_path: Path) -> None:
+    result = run_cli(["retry", "sw-000000000000"], tmp_path, timeout=120)
+    assert result.returncode == 3 and "there is no store at" in result.stderr, result.stderr
+    assert not (tmp_path / ".xorjobs").exists()

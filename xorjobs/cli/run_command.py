@@ -57,7 +57,7 @@ def _run_in_process(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
 def retry_in_process(sweep_id: str, failed_only: bool, settings: Settings) -> tuple[set[str], dict[str, Any]]:
     """``retry`` in the embedded mode: re-queue, then train the sweep's unfinished jobs here, as ``run``
     does (nothing else would: no worker listens on the embedded queue). Returns (re-queued ids, results)."""
-    service = _training_service(settings)
+    service = _training_service(settings, creates_store=False)  # no store: exit 3, none created
     _reset_embedded_queue(settings)  # the re-queued jobs' messages come first, leftovers after
     retried = service.retry(sweep_id, failed_only)["retried"]
     status = service.status(sweep_id)
@@ -70,10 +70,11 @@ def retry_in_process(sweep_id: str, failed_only: bool, settings: Settings) -> tu
     return set(retried), service.results(sweep_id)
 
 
-def _training_service(settings: Settings) -> Service:
+def _training_service(settings: Settings, *, creates_store: bool = True) -> Service:
+    service = Service(settings, creates_embedded_store=creates_store).ready(submitting=creates_store)
+    # After the store's check: importing the worker's app makes the embedded queue's folders.
     from xorjobs.worker.celery_app import app as celery_app
 
-    service = Service(settings, creates_embedded_store=True).ready(submitting=True)
     service.celery = celery_app  # the worker's app: the task is registered on it
     return service
 
