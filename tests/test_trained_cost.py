@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from alembic import command
 
 from tests.helpers import Json, run_main, same_bits, seed_trained_cost
+from tests.services import XORJOBS, clean_env
 from xorjobs import plots
 from xorjobs.defaults import VARIANTS
 from xorjobs.models import train
@@ -81,9 +83,19 @@ def test_run_stores_both_costs_and_every_output_shows_them(
     monkeypatch.setenv("XORJOBS_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XORJOBS_DATABASE_URL", raising=False)
     monkeypatch.delenv("XORJOBS_API_URL", raising=False)
-    code, out, err = run_main(["run", "--seed", "1,2", "--steps", "10", "--json"], monkeypatch, capsys)
-    assert code == 0, err
-    jobs: list[Json] = json.loads(out)["jobs"]
+    # `run` in its own process, as a user runs it: its in-process Celery worker is built once per
+    # process, so a second embedded run inside this pytest process would consume another test's queue.
+    ran = subprocess.run(
+        [XORJOBS, "run", "--seed", "1,2", "--steps", "10", "--json"],
+        env=clean_env(XORJOBS_HOME=str(tmp_path / "home")),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    jobs: list[Json] = json.loads(ran.stdout)["jobs"]
     assert len(jobs) == 6
     for job in jobs:
         assert job["last_logged_cost"] == job["costs"][0][1] and job["costs"][0][0] == 0
