@@ -222,7 +222,9 @@ def test_the_dashboard_shows_a_running_sweep_finish_live_in_a_real_browser(
                 "variants": ["nn", "backprop"],
                 "seeds": [1, 2],
                 "lrs": [1.0],
-                "steps": 3000,
+                # Long enough for the page to see it unfinished: natively an nn pack of 3000 steps
+                # ends within milliseconds, before the page has even picked the sweep up.
+                "steps": 20_000,
                 "log_every": 100,
             },
         )

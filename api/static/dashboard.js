@@ -315,7 +315,7 @@
   // --- the job page ---------------------------------------------------------------------------
 
   const RECORD_FIELDS = ["id", "sweep_id", "state", "variant", "seed", "lr", "steps", "log_every", "device",
-    "final_cost", "last_logged_cost", "accuracy", "hypothesis", "predicted", "attempt", "worker", "device_name", "torch_version",
+    "final_cost", "last_logged_cost", "accuracy", "hypothesis", "predicted", "attempt", "worker", "device_name", "torch_version", "engine",
     "created_at", "started_at", "finished_at", "duration_seconds", "error"];
   const jobView = { state: null, plotAt: 0 };
 
