@@ -59,6 +59,20 @@ finished jobs (a pack leaves those behind); this bound finds a lost job in a bus
 triggers a *check*: nothing is re-published without the broker's evidence, so a long queue whose jobs
 legitimately wait an hour gets no duplicates."""
 
+SUSPECT_GRACE_REAP_INTERVALS = 3
+SUSPECT_GRACE_MIN_SECONDS = 5.0
+
+
+def suspect_grace_seconds(settings: Settings) -> float:
+    """How long a job must have been seen without a message, by this census's own clock, before it is
+    re-published: longer than a relay takes between claiming a row (``published_at`` set) and its
+    message reaching Redis. Two passes alone were not enough on a loaded machine: a relay still
+    publishing its 200 claimed jobs was overtaken by the others' census, which re-published 66 of them
+    (measured in a clean-clone CI run). The observer's monotonic clock, not ``published_at``, measures
+    it, so no two hosts' clocks are compared."""
+    return max(SUSPECT_GRACE_REAP_INTERVALS * settings.reap_interval_seconds, SUSPECT_GRACE_MIN_SECONDS)
+
+
 RESTART_BACKOFF_MAX_SECONDS = 60.0
 """A recovery process that dies again at once is restarted after a growing pause, up to this."""
 
@@ -78,7 +92,8 @@ class BrokerCensus:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._client: redis.Redis | None = broker_census.redis_client(settings.broker_url)
-        self._suspects: dict[str, dict[str, dt.datetime]] = {}
+        # queue -> job id -> (the published_at it was seen missing with, when this census first saw it)
+        self._suspects: dict[str, dict[str, tuple[dt.datetime, float]]] = {}
         self._last_full: dict[str, float] = {}
 
     @property
@@ -86,7 +101,8 @@ class BrokerCensus:
         return self._client is not None
 
     def lost_jobs(self, url: str) -> dict[str, dt.datetime]:
-        """Queued jobs seen without a message in this pass and the previous one -> their published_at."""
+        """Queued jobs seen without a message (with the same published_at) in this pass and the previous
+        one, and first seen so at least ``suspect_grace_seconds`` ago -> their published_at."""
         if self._client is None:
             return {}
         lost: dict[str, dt.datetime] = {}
@@ -103,9 +119,20 @@ class BrokerCensus:
             present = broker_census.job_ids_present(
                 self._client, queue, stale_delivery_seconds(self._settings)
             )
-            missing = {job_id: at for job_id, at in jobs.items() if job_id not in present}
             previous = self._suspects.get(queue, {})
-            lost |= {job_id: at for job_id, at in missing.items() if previous.get(job_id) == at}
+            now = time.monotonic()
+            missing: dict[str, tuple[dt.datetime, float]] = {}
+            for job_id, at in jobs.items():
+                if job_id in present:
+                    continue
+                seen_at, first_seen = previous.get(job_id, (at, now))
+                missing[job_id] = (at, first_seen if seen_at == at else now)
+            grace = suspect_grace_seconds(self._settings)
+            lost |= {
+                job_id: at
+                for job_id, (at, first_seen) in missing.items()
+                if job_id in previous and now - first_seen >= grace
+            }
             self._suspects[queue] = missing
         return lost
 
