@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-all lint typecheck bench bench-submit services clean
 
-$(STAMP): pyproject.toml
+# The native kernel is built by the install, so its sources re-run it too.
+$(STAMP): pyproject.toml models/native/xor_kernel.c models/native/kernel_body.h
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch is pinned (the machine has its CPU wheel on disk); pip, not uv, finds it.

@@ -9,6 +9,8 @@ equals what the API answers for the same store, field for field.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, create_model
 from typer.testing import CliRunner
 
+from tests.services import XORJOBS, clean_env
 from xorjobs.api import schemas
 from xorjobs.api.main import create_app
 from xorjobs.cli.app import app as cli
@@ -43,7 +46,18 @@ def check(printed: Any, model: type[BaseModel], api_body: Any) -> None:
 
 
 def test_the_cli_prints_the_documented_shapes_and_the_api_s_values(tmp_path: Path) -> None:
-    ran = cli_json("run", *SWEEP)
+    # `run` in its own process, as a user runs it: its in-process Celery worker is built once per
+    # interpreter, so inside this pytest process it could consume another test's queue folder.
+    process = subprocess.run(
+        [XORJOBS, "run", *SWEEP, "--json"],
+        env=clean_env(XORJOBS_HOME=os.environ["XORJOBS_HOME"]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+    ran = json.loads(process.stdout)
     sweep_id = ran["sweep_id"]
     job_id = ran["jobs"][0]["id"]
     submitted = cli_json("submit", "--variant", "nn", "--steps", "50", "--name", "second")

@@ -26,7 +26,7 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from tests.helpers import Cluster, record_figure
+from tests.helpers import Cluster, Json, record_figure
 from tests.services import XORJOBS, free_port, wait_until
 from xorjobs.store import housekeeping, queries
 
@@ -115,7 +115,7 @@ def stuck(cluster: Cluster, sweep_id: str) -> dict[str, int]:
     return counts
 
 
-def finished_or_stuck(cluster: Cluster, sweep_id: str, timeout: float) -> dict[str, object]:
+def finished_or_stuck(cluster: Cluster, sweep_id: str, timeout: float) -> Json:
     """The sweep's results once nothing is queued or running, or a failure naming what stayed."""
     try:
         cluster.wait_finished(sweep_id, timeout=timeout)
@@ -159,11 +159,9 @@ def cut_postgres_mid_sweep(
             f"postgres_outage_{outage_seconds:.0f}s_sweep_done_after_seconds",
             round(time.monotonic() - back_at, 2),
         )
-        states = [job["state"] for job in results["jobs"]]  # type: ignore[index]
+        states = [job["state"] for job in results["jobs"]]
         assert states == ["succeeded"] * jobs, {
-            job["id"]: job["error"]
-            for job in results["jobs"]  # type: ignore[index]
-            if job["state"] != "succeeded"
+            job["id"]: job["error"] for job in results["jobs"] if job["state"] != "succeeded"
         }
         return "".join(worker.log() for worker in cluster.workers)
     finally:
@@ -210,7 +208,7 @@ def test_a_store_down_past_the_deadline_rejects_the_message_back_onto_the_queue(
     monkeypatch.setattr(runner, "BEFORE_CLAIM_DEADLINE_SECONDS", 1.0)  # 30 s in production
     with pytest.raises(Reject) as rejected:
         train_job.run("job-0123456789abcdef")
-    assert rejected.value.requeue is True
+    assert rejected.value.requeue is True  # type: ignore[attr-defined]  # celery-types omits Reject.requeue
 
 
 # --- SQLite's write lock held past the busy timeout --------------------------------------------------
@@ -235,11 +233,9 @@ def test_sqlite_write_lock_held_past_the_busy_timeout_fails_no_job(
         holder.execute("COMMIT")
         holder.close()
         results = finished_or_stuck(cluster, sweep_id, timeout=120)
-        states = [job["state"] for job in results["jobs"]]  # type: ignore[index]
+        states = [job["state"] for job in results["jobs"]]
         assert states == ["succeeded"] * 2, {
-            job["id"]: job["error"]
-            for job in results["jobs"]  # type: ignore[index]
-            if job["state"] != "succeeded"
+            job["id"]: job["error"] for job in results["jobs"] if job["state"] != "succeeded"
         }
     finally:
         cluster.stop()
@@ -282,7 +278,7 @@ def test_killed_recovery_process_is_restarted_and_a_redis_restart_then_loses_not
         wait_until(lambda: stuck(cluster, sweep_id)["succeeded"] >= 2, 120, "2 jobs done")
         restart()
         results = finished_or_stuck(cluster, sweep_id, timeout=120)
-        assert [job["state"] for job in results["jobs"]] == ["succeeded"] * 8  # type: ignore[index]
+        assert [job["state"] for job in results["jobs"]] == ["succeeded"] * 8
     finally:
         cluster.stop()
 
@@ -335,7 +331,7 @@ def test_a_worker_on_the_wrong_store_hands_messages_back_and_says_so_once(
         assert stray.log().count("refusing to consume") == 1
         right.start_worker("right")
         results = finished_or_stuck(right, sweep_id, timeout=120)
-        assert [job["state"] for job in results["jobs"]] == ["succeeded"] * 8  # type: ignore[index]
+        assert [job["state"] for job in results["jobs"]] == ["succeeded"] * 8
     finally:
         wrong.stop()
         right.stop()
