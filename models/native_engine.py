@@ -28,9 +28,7 @@ import torch
 
 from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_STEPS
 from xorjobs.models.cost_log import PackedCostLog
-from xorjobs.models.data import xor_data
-from xorjobs.models.engine import PackedMemberError, PackProgressCallback
-from xorjobs.models.kernel_paths import sum4
+from xorjobs.models.engine import PackProgressCallback
 from xorjobs.models.native_kernel import (
     Kernel,
     KernelChoices,
@@ -42,10 +40,9 @@ from xorjobs.models.native_kernel import (
     sleef_entry,
 )
 from xorjobs.models.native_tape import SequentialTape, sequential_tape
-from xorjobs.models.pack_loop import _solo_error, check_jobs
+from xorjobs.models.pack_loop import check_jobs, pack_results
 from xorjobs.models.result import TrainResult
 from xorjobs.models.self_check import matches_solo
-from xorjobs.models.train import describe_device
 
 log = logging.getLogger(__name__)
 
@@ -266,31 +263,5 @@ def _initial_theta(tape: SequentialTape, seeds: Sequence[int], padded: int) -> n
 def _results(
     final: torch.Tensor, fail_step: np.ndarray, cost_log: PackedCostLog, device: torch.device
 ) -> list[TrainResult]:
-    """``models.pack_loop.run_pack``'s ending: labels, accuracy, and failed members reported."""
-    jobs = final.shape[1]
-    y = xor_data(torch.device("cpu"))[1][:, 0:1]
-    predicted = (final > 0.5).float()
-    accuracy = sum4((predicted == y).float(), out=torch.empty(jobs)) / 4
-    cost_log.flush()
-    device_name, cpu_capability = describe_device(device)
-    hypotheses, labels, accuracies = final.t().tolist(), predicted.t().tolist(), accuracy.tolist()
-    results: list[TrainResult | None] = []
-    errors: dict[int, RuntimeError] = {}
-    for job in range(jobs):
-        if fail_step[job] != _NEVER_FAILED:
-            errors[job] = _solo_error(final[:, job])
-            results.append(None)
-            continue
-        results.append(
-            TrainResult(
-                costs=cost_log.costs[job],
-                hypothesis=hypotheses[job],
-                predicted=labels[job],
-                accuracy=accuracies[job],
-                device_name=device_name,
-                cpu_capability=cpu_capability,
-            )
-        )
-    if errors:
-        raise PackedMemberError(errors, results, {job: cost_log.costs[job] for job in errors})
-    return [r for r in results if r is not None]
+    """``models.pack_loop.run_pack``'s ending (``pack_results``), with the members that failed."""
+    return pack_results(final, [bool(step != _NEVER_FAILED) for step in fail_step], cost_log, device)

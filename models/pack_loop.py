@@ -94,6 +94,16 @@ def run_pack(
             pack.step(acts)
         final = pack.hypothesis(pack.forward()).cpu()  # (4, J)
         failed = failed.cpu()
+    return pack_results(final, failed.tolist(), log, device)
+
+
+def pack_results(
+    final: Tensor, failed: Sequence[bool], log: PackedCostLog, device: torch.device
+) -> list[TrainResult]:
+    """A pack's ending, shared by every pack engine: labels and accuracy from the final hypotheses
+    ``final`` (4, J), as the seed computes them, and the ``failed`` members reported as their solo runs
+    would fail (``PackedMemberError``, with the others' results)."""
+    jobs = final.shape[1]
     y = xor_data(torch.device("cpu"))[1][:, 0:1]
     predicted = (final > 0.5).float()
     # The mean of four 0/1 values: exact in any order.
