@@ -28,7 +28,7 @@ from sqlalchemy import select, text, update
 
 from tests.ci import require
 from tests.helpers import Cluster, record_figure
-from tests.services import start_worker, wait_until
+from tests.services import ServiceProcess, start_worker, wait_until
 from xorjobs.spec import validate_spec
 from xorjobs.store.claims import Claim, claim_job
 from xorjobs.store.engine import get_engine, write_session
@@ -164,6 +164,22 @@ def faked_clock_env(env: dict[str, str], offset: str) -> dict[str, str]:
     }
 
 
+def start_skewed_worker(env: dict[str, str], tmp_path: Path, tries: int = 3) -> ServiceProcess:
+    """Start the worker under libfaketime, again if the preload itself crashed it while starting.
+
+    libfaketime's preload once made a starting worker die of SIGSEGV before it was ready (a clean-clone
+    CI run; 0 of 3 runs here before and after): a crash of the test's clock tool, not of a worker. Only
+    that is retried; every assertion about the running worker stays as it is.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            return start_worker(env, tmp_path, name=f"skewed-{attempt}")
+        except AssertionError as error:
+            if f"exited with -{signal.SIGSEGV.value}" not in str(error) or attempt == tries:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("offset", ["+120", "-120"])
 def test_a_worker_with_a_skewed_clock_reruns_and_fails_nothing(
@@ -186,7 +202,7 @@ def test_a_worker_with_a_skewed_clock_reruns_and_fails_nothing(
     cluster = Cluster(tmp_path, postgres_url, private_redis[0], XORJOBS_LEASE_SECONDS="15")
     try:
         cluster.start_worker("honest")
-        skewed = start_worker(faked_clock_env(cluster.env, offset), tmp_path, name="skewed")
+        skewed = start_skewed_worker(faked_clock_env(cluster.env, offset), tmp_path)
         cluster.workers.append(skewed)
         sweep_id, _ = cluster.submit(seeds=list(range(500, 508)), steps=3000)
         results = cluster.check_invariants(str(cluster.wait_finished(sweep_id, timeout=180)["sweep_id"]))
