@@ -286,3 +286,11 @@ def pool_children(worker: ServiceProcess) -> list[psutil.Process]:
     recovery process and multiprocessing's resource tracker have their own)."""
     main = psutil.Process(worker.pid)
     return [child for child in main.children() if child.cmdline() == main.cmdline()]
+
+
+def broker_messages(broker_url: str, queue: str = "cpu") -> int:
+    """Messages on a Redis broker for ``queue``: waiting on its list plus delivered and not yet acked."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    return int(client.llen(queue)) + int(client.hlen("unacked"))

@@ -26,7 +26,7 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from tests.helpers import Cluster, Json, record_figure
+from tests.helpers import Cluster, Json, broker_messages, record_figure
 from tests.services import XORJOBS, free_port, wait_until
 from xorjobs.store import housekeeping, queries
 
@@ -286,11 +286,6 @@ def test_killed_recovery_process_is_restarted_and_a_redis_restart_then_loses_not
 # --- Messages of jobs the store does not hold ----------------------------------------------------------
 
 
-def queue_messages(broker_url: str, queue: str = "cpu") -> int:
-    client = redis.Redis.from_url(broker_url)
-    return int(client.llen(queue)) + int(client.hlen("unacked"))
-
-
 def test_messages_of_a_deleted_sweep_are_dropped_with_one_line(
     tmp_path: Path,
     sqlite_url: str,
@@ -301,11 +296,11 @@ def test_messages_of_a_deleted_sweep_are_dropped_with_one_line(
     try:
         sweep_id, _ = cluster.submit(seeds=list(range(200)), steps=STEPS)
         housekeeping.delete_sweep(sqlite_url, sweep_id, cancel_active=True)
-        assert queue_messages(url) == 200
+        assert broker_messages(url) == 200
         worker = cluster.start_worker("w1")
         probe, _ = cluster.submit(seeds=[1], steps=200)  # behind the 200 dropped messages
         cluster.wait_finished(probe, timeout=60)
-        wait_until(lambda: queue_messages(url) == 0, 30, "the queue to drain")
+        wait_until(lambda: broker_messages(url) == 0, 30, "the queue to drain")
         log = worker.log()
         assert "UnknownJob" not in log and "Traceback" not in log
         assert 1 <= log.count("not in the store") + log.count("more message(s) of jobs no longer") <= 3
@@ -327,7 +322,7 @@ def test_a_worker_on_the_wrong_store_hands_messages_back_and_says_so_once(
         stray = wrong.start_worker("wrong")
         stray.wait_for_log("refusing to consume", timeout=60)
         time.sleep(3)  # it would have eaten the queue by now (about 100 messages a second)
-        assert queue_messages(url) >= 8  # nothing of the right store's was acked
+        assert broker_messages(url) >= 8  # nothing of the right store's was acked
         assert stray.log().count("refusing to consume") == 1
         right.start_worker("right")
         results = finished_or_stuck(right, sweep_id, timeout=120)
@@ -352,7 +347,7 @@ def test_retry_requeues_stranded_queued_jobs(
             [XORJOBS, "retry", sweep_id], env=cluster.env, capture_output=True, text=True, timeout=60
         )
         assert retried.returncode == 0 and "re-queued 5 job(s)" in retried.stdout, retried.stdout
-        assert queue_messages(url) == 5
+        assert broker_messages(url) == 5
     finally:
         cluster.stop()
 
@@ -375,7 +370,7 @@ def test_settings_built_in_code_reach_the_spawned_recovery_process(
     no_broker.submit(seeds=[1, 2, 3], steps=200)  # its broker is unreachable: the jobs wait in the outbox
     process = start_recovery_process(settings)
     try:
-        wait_until(lambda: queue_messages(url) == 3, 60, "the recovery process to publish the outbox")
+        wait_until(lambda: broker_messages(url) == 3, 60, "the recovery process to publish the outbox")
     finally:
         process.terminate()
         process.join(10)

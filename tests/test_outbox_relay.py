@@ -19,9 +19,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-import redis
 
-from tests.helpers import Cluster, pool_children, record_figure
+from tests.helpers import Cluster, broker_messages, pool_children, record_figure
 from tests.services import ServiceProcess, free_port, start_worker, wait_until
 from xorjobs.service import Service
 from xorjobs.spec import validate_spec
@@ -31,12 +30,6 @@ JOBS = 200
 SETTLE_PASSES = 12
 """Reap passes (0.5 s each here) the count must hold still for before it is read: a relay that
 published late would show within a few."""
-
-
-def broker_messages(url: str, queue: str = "cpu") -> int:
-    """Messages on the broker for ``queue``: waiting on its list plus delivered and not acked."""
-    client = redis.Redis.from_url(url)
-    return int(client.llen(queue)) + int(client.hlen("unacked"))
 
 
 def settled_count(url: str, at_least: int, timeout: float) -> int:

@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from xorjobs.defaults import JOB_ID_PREFIX
+from xorjobs.settings import BROKER_SCHEMES
 
 if TYPE_CHECKING:
     import redis
@@ -41,7 +42,7 @@ _JOB_ID = re.compile(re.escape(JOB_ID_PREFIX) + r"[0-9a-f]{16}")
 
 def redis_client(broker_url: str | None) -> redis.Redis | None:
     """A client for a Redis broker, or None for any other transport (the embedded queue)."""
-    if not broker_url or not broker_url.startswith(("redis://", "rediss://")):
+    if not broker_url or not broker_url.startswith(tuple(f"{scheme}://" for scheme in BROKER_SCHEMES)):
         return None
     import redis
 
