@@ -49,6 +49,8 @@ HTTP header unchanged: header values are ASCII, and leading or trailing spaces a
 
 Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 LearningRate = Annotated[float, Field(strict=True, gt=0, le=MAX_LR, allow_inf_nan=False)]
+StopThreshold = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+"""``stop_below``: a finite cost threshold above 0 (BCE costs are >= 0, so 0 would never stop)."""
 
 
 class SweepSpec(BaseModel):
@@ -66,6 +68,15 @@ class SweepSpec(BaseModel):
     )
     device: Device = "cpu"
     name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    # Early stopping (issue 12 §3), off by default: a job stops at the first logged step s whose logged
+    # cost is below stop_below, or (stop_when_solved) whose forward pass labels all four inputs right;
+    # it then equals a run with steps = s + 1 bit for bit (``models.stopping``).
+    stop_below: StopThreshold | None = Field(
+        default=None, description="stop a job at the first logged step whose cost is below this"
+    )
+    stop_when_solved: bool = Field(
+        default=False, description="stop a job at the first logged step whose hypothesis labels XOR right"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -298,3 +309,15 @@ def parse_lrs(values: Iterable[str]) -> list[float]:
             raise InvalidSpec("lr", f"{token!r} is not a finite number")
         lrs.append(lr)
     return lrs
+
+
+def parse_stop_below(text: str, field: str = "--stop-below") -> float:
+    """A cost threshold written as a decimal (``0.05``, ``1e-3``); NaN, inf and non-decimals refused
+    (the range, > 0, is SweepSpec's)."""
+    token = text.strip()
+    if _DECIMAL.fullmatch(token) is None:
+        raise InvalidSpec(field, f"{text!r} is not a decimal number (like 0.05 or 1e-3)")
+    value = float(token)
+    if not math.isfinite(value):
+        raise InvalidSpec(field, f"{text!r} is not a finite number")
+    return value

@@ -32,7 +32,18 @@ from xorjobs.cli.filter_options import (
     sweep_filter,
 )
 from xorjobs.cli.help_format import use_click_style_types
-from xorjobs.cli.sweep_options import Device, LogEvery, Lrs, Name, Seeds, Steps, Variants, build_spec
+from xorjobs.cli.sweep_options import (
+    Device,
+    LogEvery,
+    Lrs,
+    Name,
+    Seeds,
+    Steps,
+    StopBelow,
+    StopWhenSolved,
+    Variants,
+    build_spec,
+)
 from xorjobs.cli.waiting import wait_for_sweep
 from xorjobs.defaults import DEFAULT_STEPS, SWEEP_ID_PREFIX
 from xorjobs.errors import NotFound, XorjobsError
@@ -95,6 +106,8 @@ def submit(
     steps: Steps = str(DEFAULT_STEPS),
     log_every: LogEvery = None,
     name: Name = None,
+    stop_below: StopBelow = None,
+    stop_when_solved: StopWhenSolved = False,
     key: Annotated[
         str | None,
         typer.Option("--key", help="Idempotency key: submitting again with it returns the same sweep"),
@@ -103,7 +116,17 @@ def submit(
     as_json: Json = False,
 ) -> None:
     """Submit a sweep (variant × seed × lr) to the queue; one job per combination."""
-    spec = build_spec(variant, seed, lr, steps, log_every, device, name)
+    spec = build_spec(
+        variant,
+        seed,
+        lr,
+        steps,
+        log_every,
+        device,
+        name,
+        stop_below=stop_below,
+        stop_when_solved=stop_when_solved,
+    )
     if key is not None:
         check_idempotency_key(key, "--key")  # one rule, embedded or over HTTP
     backend = _backend()
@@ -134,6 +157,8 @@ def run(
     steps: Steps = str(DEFAULT_STEPS),
     log_every: LogEvery = None,
     name: Name = None,
+    stop_below: StopBelow = None,
+    stop_when_solved: StopWhenSolved = False,
     as_json: Json = False,
 ) -> None:
     """Train a sweep here and print its results: the embedded mode, no servers needed.
@@ -143,7 +168,17 @@ def run(
     """
     from xorjobs.cli.run_command import run_sweep
 
-    spec = build_spec(variant, seed, lr, steps, log_every, device, name)
+    spec = build_spec(
+        variant,
+        seed,
+        lr,
+        steps,
+        log_every,
+        device,
+        name,
+        stop_below=stop_below,
+        stop_when_solved=stop_when_solved,
+    )
     results = run_sweep(spec, get_settings())
     if as_json:
         render.print_json({"sweep_id": results["sweep_id"], "jobs": results["jobs"]})

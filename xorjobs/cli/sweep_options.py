@@ -13,6 +13,7 @@ from xorjobs.spec import (
     parse_integer,
     parse_lrs,
     parse_seeds,
+    parse_stop_below,
     split_tokens,
     validate_spec,
 )
@@ -25,6 +26,8 @@ _SPEC_FIELD_TO_FLAG = {
     "log_every": "--log-every",
     "device": "--device",
     "name": "--name",
+    "stop_below": "--stop-below",
+    "stop_when_solved": "--stop-when-solved",
 }
 
 Variants = Annotated[
@@ -62,6 +65,21 @@ Device = Annotated[
     str, typer.Option("--device", "-d", metavar="DEVICE", help="cpu or cuda (cuda jobs go to the gpu queue)")
 ]
 Name = Annotated[str | None, typer.Option("--name", help="A name for the sweep")]
+StopBelow = Annotated[
+    str | None,
+    typer.Option(
+        "--stop-below",
+        metavar="COST",
+        help="Stop a job at the first logged step whose cost is below COST (> 0) \\[default: off]",
+    ),
+]
+StopWhenSolved = Annotated[
+    bool,
+    typer.Option(
+        "--stop-when-solved",
+        help="Stop a job at the first logged step whose hypothesis labels all four XOR inputs right",
+    ),
+]
 
 
 def build_spec(
@@ -72,6 +90,9 @@ def build_spec(
     log_every: str | None = None,
     device: str = "cpu",
     name: str | None = None,
+    *,
+    stop_below: str | None = None,
+    stop_when_solved: bool = False,
 ) -> SweepSpec:
     """Parse the flags into the one job contract; errors name the flag, e.g. ``--lr: ...``."""
     fields: dict[str, Any] = {"device": device, "steps": parse_integer(steps, "--steps")}
@@ -85,6 +106,10 @@ def build_spec(
         fields["lrs"] = _flag_errors(parse_lrs, lrs)
     if name is not None:
         fields["name"] = name
+    if stop_below is not None:
+        fields["stop_below"] = parse_stop_below(stop_below)
+    if stop_when_solved:
+        fields["stop_when_solved"] = True
     try:
         return validate_spec(fields)
     except InvalidSpec as error:
