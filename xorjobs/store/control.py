@@ -9,6 +9,7 @@ from xorjobs.errors import NotFound
 from xorjobs.store.clock import utcnow
 from xorjobs.store.engine import write_session
 from xorjobs.store.ids import is_sweep_id
+from xorjobs.store.requeue import requeue_values
 from xorjobs.store.retry import is_conflict_error, retrying
 from xorjobs.store.row_locks import lock_job_rows
 from xorjobs.store.sweeps import QueuedJob
@@ -74,11 +75,9 @@ def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]
             update(Job)
             .where(Job.sweep_id == sweep_id, Job.state.in_(states))
             .values(
-                state=JobState.QUEUED,
+                **requeue_values(),
                 attempts_forgiven=Job.attempt,
-                published_at=None,
                 error=None,
-                started_at=None,
                 finished_at=None,
                 final_cost=None,
                 final_cost_kind=None,

@@ -17,6 +17,7 @@ from xorjobs.defaults import IDS_PER_STATEMENT, out_of_attempts_error
 from xorjobs.store.clock import db_now, utcnow
 from xorjobs.store.engine import read_session, write_session
 from xorjobs.store.recovery_events import RecoveryAction, count_recovery
+from xorjobs.store.requeue import requeue_values
 from xorjobs.store.retry import is_conflict_error, retrying
 from xorjobs.store.row_locks import lock_job_rows
 from xorjobs.store.sweeps import QueuedJob
@@ -66,7 +67,7 @@ def reap_expired_leases(url: str, max_attempts: int) -> tuple[list[QueuedJob], l
                     for job_id, queue in session.execute(
                         update(Job)
                         .where(chunk, ~exhausted)
-                        .values(state=JobState.QUEUED, lease_expires_at=None, published_at=None)
+                        .values(**requeue_values())
                         .returning(Job.id, Job.queue)
                     ).all()
                 ]
@@ -209,12 +210,7 @@ def hand_back_job(url: str, job_id: str, attempt: int) -> bool:
         result = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.attempt == attempt, Job.state == JobState.RUNNING)
-            .values(
-                state=JobState.QUEUED,
-                lease_expires_at=None,
-                published_at=None,
-                attempts_forgiven=Job.attempts_forgiven + 1,
-            )
+            .values(**requeue_values(), attempts_forgiven=Job.attempts_forgiven + 1)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -18,6 +18,7 @@ from xorjobs.store.costs import cost_rows, upsert_cost_rows
 from xorjobs.store.engine import write_session
 from xorjobs.store.floats import encode_float, json_safe
 from xorjobs.store.leases import renew_in_transaction
+from xorjobs.store.requeue import requeue_values
 from xorjobs.store.retry import is_conflict_error, retrying
 from xorjobs.store.tables import Job, JobState
 
@@ -146,6 +147,6 @@ def release_job(url: str, job_id: str, attempt: int) -> bool:
         result = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.attempt == attempt, Job.state == JobState.RUNNING)
-            .values(state=JobState.QUEUED, lease_expires_at=None, published_at=None)
+            .values(**requeue_values())
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
