@@ -23,7 +23,7 @@ from sqlalchemy import event, insert
 from tests.helpers import TOKEN, run_main, write_known_sweep
 from xorjobs import analysis
 from xorjobs.api.main import create_app
-from xorjobs.cli.backends import HttpBackend
+from xorjobs.client.http import HttpBackend
 from xorjobs.errors import InvalidSpec
 from xorjobs.export_formats import ExportFormat
 from xorjobs.service import Service

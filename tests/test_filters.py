@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from tests.helpers import TOKEN, Json, run_main, write_known_sweep
 from xorjobs.api.main import create_app
-from xorjobs.cli.backends import HttpBackend
+from xorjobs.client.http import HttpBackend
 from xorjobs.errors import InvalidSpec
 from xorjobs.export_formats import ExportFormat
 from xorjobs.filters import (

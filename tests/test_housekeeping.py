@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 
 from tests.helpers import TOKEN, run_main, write_known_sweep
 from xorjobs.api.main import create_app
-from xorjobs.cli.backends import HttpBackend
+from xorjobs.client.http import HttpBackend
 from xorjobs.errors import InvalidSpec, NotFound, SweepActive
 from xorjobs.spec import SweepSpec
 from xorjobs.store import queries

@@ -8,6 +8,7 @@ from typing import Any
 from celery.signals import worker_init, worker_process_init, worker_shutdown
 
 from xorjobs.queue import get_celery, settings_of
+from xorjobs.settings import Settings
 from xorjobs.store.engine import dispose_engines
 from xorjobs.worker.packing import check_all_variants
 from xorjobs.worker.recovery import RecoverySupervisor
@@ -31,7 +32,7 @@ def preload_torch() -> None:
     import torch  # noqa: F401
 
 
-_recovery: list[RecoverySupervisor] = []
+_recovery: list[tuple[RecoverySupervisor, Settings]] = []
 
 
 def limit_torch_threads() -> None:
@@ -53,7 +54,7 @@ def _on_child_start(**_: Any) -> None:
 @worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     preload_torch()
-    if settings_of(app).pack_size > 1:
+    if settings_of(sender.app if sender is not None else app).pack_size > 1:
         check_all_variants()
     # Pool children are forked from this process: it must hold no database connection when they are
     # (a SQLite connection's lock state, or a Postgres socket, must never be shared across fork).
@@ -62,18 +63,22 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     # broker at maxmemory refused for as long as it was full, and the jobs waited with it (issue 14 §5).
     # The recovery process is spawned (not forked) and this process keeps no connection of its own.
     # The fleet view's row (worker/registration.py) is beaten from the recovery process, not from here.
-    identity = worker_identity(settings_of(app), sender.hostname, app.amqp.queues.consume_from)
-    supervisor = RecoverySupervisor(settings_of(app), identity=identity)
+    # sender.app, not this module's app: an in-process client trains on an app of its own settings
+    # (worker.embedded.app_for), and its recovery must use that store.
+    worker_app = sender.app if sender is not None else app
+    identity = worker_identity(settings_of(worker_app), sender.hostname, worker_app.amqp.queues.consume_from)
+    supervisor = RecoverySupervisor(settings_of(worker_app), identity=identity)
     supervisor.start()
-    _recovery.append(supervisor)
+    _recovery.append((supervisor, settings_of(worker_app)))
 
 
 @worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
-    for supervisor in _recovery:
+    while _recovery:  # emptied: an in-process client runs several workers, one after another, in one process
+        supervisor, settings = _recovery.pop()
         supervisor.stop()
         if supervisor.identity is not None:
-            mark_stopped_at_exit(settings_of(app), supervisor.identity, supervisor.process)
+            mark_stopped_at_exit(settings, supervisor.identity, supervisor.process)
 
 
 import xorjobs.worker.tasks  # noqa: E402,F401  (registers the task on the app)

@@ -89,3 +89,28 @@ def in_process_worker(
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(130 if sys.exc_info()[0] is KeyboardInterrupt else 1)
+
+
+_apps: dict[str, Celery] = {}
+
+
+def app_for(settings: Settings) -> Celery:
+    """The worker's Celery app for ``settings``, with the worker's tasks: one per settings in this process.
+
+    The worker's module app (``worker.celery_app.app``) is built once per interpreter from the settings of
+    that moment; a notebook's second ``Client`` on another store or ``XORJOBS_HOME`` would have consumed
+    the first one's queue folder and trained into its store. Each settings gets its own app instead."""
+    from xorjobs.queue import make_celery, settings_of
+    from xorjobs.worker.celery_app import app as worker_app
+    from xorjobs.worker.tasks import register_tasks
+
+    if settings_of(worker_app) == settings:
+        return worker_app
+    key = settings.model_dump_json()
+    if key not in _apps:
+        app = make_celery(settings)
+        app.conf.worker_proc_alive_timeout = worker_app.conf.worker_proc_alive_timeout
+        app.conf.worker_consumer = worker_app.conf.worker_consumer
+        register_tasks(app)
+        _apps[key] = app
+    return _apps[key]

@@ -105,3 +105,17 @@ def out_of_attempts_error(max_attempts: int) -> str:
     return (
         f"max_attempts: the job's worker died or lost it {max_attempts} times (the limit); not retried again"
     )
+
+
+# --- verify (issue 12 §6) ---------------------------------------------------------------------------
+
+VERIFY_TASK = "xorjobs.verify_job"
+"""The Celery task that re-runs a stored job solo on a worker for ``POST /jobs/{id}/verify`` (the API never
+imports torch, so it hands the re-run to a worker of the job's queue and reads the report from the store)."""
+
+VERIFY_WAIT_SECONDS = 120.0
+"""How long ``POST /jobs/{id}/verify`` waits for a worker's report by default: a worker answers after the
+job it is training, and a 10,001-step solo re-run takes a few seconds on a busy 2-core machine."""
+
+MAX_VERIFY_WAIT_SECONDS = 600.0
+"""The longest wait a caller may ask for (``?timeout=``); the HTTP client waits a little longer."""

@@ -14,7 +14,6 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 
 import xorjobs
 from xorjobs.cli import render
-from xorjobs.cli.backends import Backend, backend_for
 from xorjobs.cli.extras import missing_extra_message
 from xorjobs.cli.filter_options import (
     Descending,
@@ -45,6 +44,7 @@ from xorjobs.cli.sweep_options import (
     build_spec,
 )
 from xorjobs.cli.waiting import wait_for_sweep
+from xorjobs.client import Backend, backend_for
 from xorjobs.defaults import DEFAULT_STEPS, SWEEP_ID_PREFIX
 from xorjobs.errors import NotFound, XorjobsError
 from xorjobs.settings import get_settings

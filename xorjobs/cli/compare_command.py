@@ -8,7 +8,7 @@ import typer
 
 from xorjobs import analysis
 from xorjobs.cli import render
-from xorjobs.cli.backends import backend_for
+from xorjobs.client import backend_for
 from xorjobs.cli.grouped_tables import compare_table
 from xorjobs.cli.options import By, Json, Threshold, parse_threshold
 from xorjobs.errors import InvalidSpec

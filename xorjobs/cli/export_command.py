@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from xorjobs.cli import render
-from xorjobs.cli.backends import backend_for
+from xorjobs.client import backend_for
 from xorjobs.cli.filter_options import FilterLrs, FilterSeeds, FilterVariants, States, job_filter
 from xorjobs.cli.options import check_output_path, write_atomically
 from xorjobs.errors import InvalidSpec

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from xorjobs.cli import render
-from xorjobs.cli.backends import backend_for
+from xorjobs.client import backend_for
 from xorjobs.cli.options import Json, Yes
 from xorjobs.errors import SweepActive
 from xorjobs.settings import get_settings

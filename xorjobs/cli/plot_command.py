@@ -9,7 +9,7 @@ import typer
 
 from xorjobs import analysis
 from xorjobs.cli import render
-from xorjobs.cli.backends import backend_for
+from xorjobs.client import backend_for
 from xorjobs.cli.options import check_output_path, parse_threshold, write_atomically
 from xorjobs.errors import InvalidSpec
 from xorjobs.settings import get_settings

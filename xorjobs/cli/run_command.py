@@ -5,15 +5,15 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from xorjobs.cli import render
-from xorjobs.cli.backends import HttpBackend
 from xorjobs.cli.waiting import wait_for_sweep
+from xorjobs.client.http import HttpBackend
 from xorjobs.errors import NoCuda, Unreachable
 from xorjobs.service import Service
 from xorjobs.settings import Settings
@@ -77,9 +77,9 @@ def retry_in_process(sweep_id: str, failed_only: bool, settings: Settings) -> tu
 def _training_service(settings: Settings, *, creates_store: bool = True) -> Service:
     service = Service(settings, creates_embedded_store=creates_store).ready(submitting=creates_store)
     # After the store's check: importing the worker's app makes the embedded queue's folders.
-    from xorjobs.worker.celery_app import app as celery_app
+    from xorjobs.worker.embedded import app_for
 
-    service.celery = celery_app  # the worker's app: the task is registered on it
+    service.celery = app_for(settings)  # a worker's app for these settings: the task is registered on it
     return service
 
 
@@ -119,8 +119,17 @@ def queued_elsewhere(url: str, sweep_id: str) -> int:
     return int(count or 0)
 
 
-def _train_sweep(service: Service, settings: Settings, sweep_id: str, queues: list[str]) -> None:
-    """Train with a worker inside this process until every job of the sweep is finished.
+def _train_sweep(
+    service: Service,
+    settings: Settings,
+    sweep_id: str,
+    queues: list[str],
+    wait: Callable[[Callable[[], dict[str, Any]]], object] = lambda status: wait_for_sweep(
+        status, interval=0.25
+    ),
+) -> None:
+    """Train with a worker inside this process until every job of the sweep is finished (``wait`` polls
+    the status it is given until then: the CLI's progress bar, or the Python client's).
 
     However it ends (done, Ctrl-C), the worker first stops taking messages, then what it still holds
     is handed back to the queue: nothing is left ``running`` behind this process."""
@@ -140,7 +149,7 @@ def _train_sweep(service: Service, settings: Settings, sweep_id: str, queues: li
             return service.status(sweep_id)
 
         try:
-            wait_for_sweep(status, interval=0.25)
+            wait(status)
         except KeyboardInterrupt:
             handed_back = _stop_training(settings, worker)
             counts = service.status(sweep_id)["counts"]
@@ -166,6 +175,9 @@ def _ctrl_c_noted() -> Iterator[threading.Event]:
     ignored in ... WeakKeyDictionary"), and the run went on to the end (seen on a 5,000-job run).
     A second Ctrl-C raises at once, as usual."""
     interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted  # only the main thread may set a signal handler (a client used from a thread)
+        return
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         if interrupted.is_set():

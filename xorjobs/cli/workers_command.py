@@ -16,7 +16,7 @@ WORKER_STATE_STYLES = {"live": "green", "lost": "red", "stopped": "magenta"}
 def fetch_workers(settings: Settings, include_stopped: bool) -> dict[str, Any]:
     """``GET /workers`` when XORJOBS_API_URL is set; the store itself otherwise (checked, never created)."""
     if settings.api_url:
-        from xorjobs.cli.backends import HttpBackend
+        from xorjobs.client.http import HttpBackend
 
         backend = HttpBackend(settings.api_url, settings.api_token)
         return backend._call("GET", "/workers", params={"all": include_stopped})

@@ -1,18 +1,19 @@
-"""Where the CLI's commands go: in-process against the store and broker, or over HTTP to the API.
+"""The client's HTTP transport: the API at ``XORJOBS_API_URL``, answering with the same JSON-ready dicts as
+the in-process ``Service`` (the API calls that same service), its error statuses turned into xorjobs errors.
 
-Both return the same JSON-ready dicts (the HTTP one gets them from the API, which calls the same
-``Service``), so every command renders one shape whichever way it ran.
+Imports nothing of the store, Celery or torch: this is what the base install (``pip install xorjobs``) runs.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import httpx2
 
-from xorjobs.defaults import SWEEP_ID_PREFIX
+from xorjobs.client.protocol import Json
+from xorjobs.defaults import MAX_VERIFY_WAIT_SECONDS, SWEEP_ID_PREFIX
 from xorjobs.errors import (
     IdempotencyKeyReused,
     InvalidSpec,
@@ -33,35 +34,7 @@ from xorjobs.filters import (
     job_query_parameters,
     sweep_query_parameters,
 )
-from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec, check_idempotency_key
-
-Json = dict[str, Any]
-
-
-class Backend(Protocol):
-    def submit(self, spec: SweepSpec, idempotency_key: str | None) -> Json: ...
-    def sweeps(self, limit: int, sweep_filter: SweepFilter = NO_SWEEP_FILTER) -> Json: ...
-    def status(
-        self, sweep_id: str | None, job_filter: JobFilter = NO_JOB_FILTER, order: JobOrder = DEFAULT_ORDER
-    ) -> Json: ...
-    def results(
-        self, sweep_id: str | None, job_filter: JobFilter = NO_JOB_FILTER, order: JobOrder = DEFAULT_ORDER
-    ) -> Json: ...
-    def job(self, job_id: str) -> Json: ...
-    def costs(self, job_id: str) -> Json: ...
-    def cancel(self, sweep_or_job_id: str) -> Json: ...
-    def retry(self, sweep_id: str, failed_only: bool) -> Json: ...
-    def summary(
-        self, sweep_id: str | None, by: list[str], threshold: float, job_filter: JobFilter = NO_JOB_FILTER
-    ) -> Json: ...
-    def export_costs(
-        self, sweep_id: str | None, export_format: ExportFormat, job_filter: JobFilter = NO_JOB_FILTER
-    ) -> Iterator[str]: ...
-    def sweep_plot(self, sweep_id: str | None, by: list[str], threshold: float | None) -> bytes: ...
-    def job_plot(self, job_id: str) -> bytes: ...
-    def delete_sweep(self, sweep_id: str, cancel_active: bool) -> Json: ...
-    def prune(self, older_than_seconds: float, dry_run: bool) -> Json: ...
 
 
 class HttpBackend:
@@ -81,6 +54,10 @@ class HttpBackend:
         self._client = client or httpx2.Client(base_url=self._base_url, headers=headers, timeout=30)
         if client is not None:
             self._client.headers.update(headers)
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Json:
         try:
@@ -170,6 +147,12 @@ class HttpBackend:
             "POST", "/sweeps/prune", params={"older_than_seconds": older_than_seconds, "dry_run": dry_run}
         )
 
+    def verify(self, job_id: str, device: str | None = None) -> Json:
+        params = {"device": device} if device else {}
+        # The API waits for a worker to re-run the job (at most MAX_VERIFY_WAIT_SECONDS): wait past that.
+        timeout = MAX_VERIFY_WAIT_SECONDS + 30
+        return self._call("POST", f"/jobs/{job_id}/verify", params=params, timeout=timeout)
+
     def _bytes(self, method: str, path: str, **kwargs: Any) -> bytes:
         try:
             response = self._client.request(method, path, **kwargs)
@@ -191,7 +174,7 @@ class HttpBackend:
             raise InvalidSpec(field.removeprefix("body.").removeprefix("query."), message or detail)
         if response.status_code == 409:
             raise SweepActive(detail)
-        if response.status_code == 503:
+        if response.status_code in (503, 504):
             raise Unreachable(detail)
         raise XorjobsError(f"the API answered {response.status_code}: {detail}")
 
@@ -214,17 +197,3 @@ def _detail(response: httpx2.Response) -> str:
     except ValueError:
         return response.text[:200]
     return detail if isinstance(detail, str) else str(detail)
-
-
-def backend_for(settings: Settings) -> Backend:
-    """HTTP when ``XORJOBS_API_URL`` is set; otherwise in-process, through the same service code.
-
-    In-process, the store is checked by each command when it first touches it: a read on a missing store
-    says so and creates nothing, and only ``submit`` creates the embedded default store (issue 10, §2).
-    """
-    if settings.api_url:
-        return HttpBackend(settings.api_url, settings.api_token)
-    # Imported here: the store and Celery take ~0.5 s to import, which an HTTP client never needs.
-    from xorjobs.service import Service
-
-    return Service(settings, creates_embedded_store=True)
