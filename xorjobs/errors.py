@@ -36,6 +36,13 @@ class Unreachable(XorjobsError):
     http_status = 503
 
 
+class CannotServe(XorjobsError):
+    """A service cannot start where it was asked to (``xorjobs api`` on a port another process holds)."""
+
+    exit_code = 4
+    http_status = 503
+
+
 class Unauthorized(XorjobsError):
     """The API refused the token."""
 

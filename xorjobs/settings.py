@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         if parts.scheme not in BROKER_SCHEMES:
             what = f"the scheme {parts.scheme + '://'!r}" if parts.scheme else "a URL without a scheme"
             raise ValueError(f"{what} is not a supported broker; {forms}")
+        # What urlsplit forgives and kombu reads otherwise (a traceback, or a host it cannot find and
+        # "the broker publishes later"): spaces around it, "redis:/host", a database that is no number.
+        if url != url.strip() or not url.startswith(f"{parts.scheme}://"):
+            raise ValueError(f"cannot be parsed as a URL (spaces around it, or one slash?); {forms}")
+        if parts.path not in ("", "/") and not _is_ascii_number(parts.path[1:]):
+            raise ValueError(f"the database after the host must be a number (0, 1, …); {forms}")
         return url
 
     @field_validator("heartbeat_seconds")
@@ -168,6 +174,10 @@ class Settings(BaseSettings):
     @property
     def queue_folder(self) -> Path:
         return (self.home / "queue").resolve()
+
+
+def _is_ascii_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def setting_variables() -> frozenset[str]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from xorjobs.cli import render
-from xorjobs.errors import InvalidSpec, NoCuda
+from xorjobs.errors import CannotServe, InvalidSpec, NoCuda
 from xorjobs.settings import get_settings
 
 
@@ -101,7 +103,40 @@ def api(
 
     if not host:
         raise InvalidSpec("--host", "must not be empty")
+    check_can_listen(host, port)  # before the app starts: uvicorn would start it, log the error, exit 3
     uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info", access_log=True)
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind every address uvicorn will bind (``getaddrinfo``, as asyncio's ``create_server`` does) and let
+    go at once: a port another process holds is exit 4 (a service that cannot start) with one line naming
+    ``--port``; a host that is no address of this machine is bad input, exit 2 naming ``--host``."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        reason = f"{host!r} is not a name or address of this machine ({error.strerror})"
+        raise InvalidSpec("--host", reason) from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            try:
+                probe.bind(address)
+            except OSError as error:
+                raise _cannot_listen(host, port, error) from None
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> InvalidSpec | CannotServe:
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if error.errno == errno.EADDRINUSE:
+        return CannotServe(f"--port: {where} is in use by another process; choose another port with --port")
+    if error.errno == errno.EADDRNOTAVAIL:
+        return InvalidSpec("--host", f"{host!r} is not an address of this machine")
+    if error.errno == errno.EACCES:
+        return CannotServe(
+            f"--port: cannot listen on {where}: permission denied (ports below 1024 need privileges); "
+            "choose another port with --port"
+        )
+    return CannotServe(f"--port: cannot listen on {where}: {error.strerror or error}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,65 @@
+"""The CLI's minor breaks found by trying it as a new user (issue 13 §2), each run through the real entry
+point on a real SQLite store in XORJOBS_HOME (or a real process where a terminal or a signal matters)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_main
+
+Capsys = pytest.CaptureFixture[str]
+MP = pytest.MonkeyPatch
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+# --- `xorjobs api` on a port another process holds: a service that cannot start, exit 4 ------------
+
+
+def test_api_on_a_busy_port_is_exit_4_in_one_line_naming_the_port(monkeypatch: MP, capsys: Capsys) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code, _, err = run_main(["api", "--port", str(port)], monkeypatch, capsys)
+    assert code == 4, err
+    assert one_line_error(err) == (
+        f"error: --port: 127.0.0.1:{port} is in use by another process; choose another port with --port"
+    )
+
+
+def test_api_on_a_host_that_is_not_this_machine_is_exit_2_naming_the_host(
+    monkeypatch: MP, capsys: Capsys
+) -> None:
+    code, _, err = run_main(["api", "--host", "nosuchhost.invalid"], monkeypatch, capsys)
+    assert code == 2 and one_line_error(err).startswith("error: --host: 'nosuchhost.invalid' is not a name")
+
+
+# --- a broker URL kombu cannot use is bad input, not "the broker publishes later" -------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis:/127.0.0.1", "cannot be parsed as a URL"),
+        (" redis://127.0.0.1:6379/0", "cannot be parsed as a URL"),
+        ("redis://127.0.0.1:6379/0\n", "cannot be parsed as a URL"),
+        ("redis://127.0.0.1:6379/jobs", "the database after the host must be a number"),
+        ("redis://127.0.0.1:6379/0/1", "the database after the host must be a number"),
+    ],
+)
+def test_a_malformed_broker_url_is_exit_2_naming_the_variable_and_nothing_is_submitted(
+    url: str, message: str, monkeypatch: MP, capsys: Capsys
+) -> None:
+    monkeypatch.setenv("XORJOBS_BROKER_URL", url)
+    code, out, err = run_main(["submit", "--variant", "nn", "--steps", "10"], monkeypatch, capsys)
+    assert code == 2 and one_line_error(err).startswith(f"error: XORJOBS_BROKER_URL: {message}"), err
+    assert "submitted" not in out and not (Path(os.environ["XORJOBS_HOME"]) / "xorjobs.db").exists()
