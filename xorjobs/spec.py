@@ -14,7 +14,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from xorjobs.defaults import (
     DEFAULT_LOG_EVERY,
@@ -51,6 +59,61 @@ Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 LearningRate = Annotated[float, Field(strict=True, gt=0, le=MAX_LR, allow_inf_nan=False)]
 StopThreshold = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
 """``stop_below``: a finite cost threshold above 0 (BCE costs are >= 0, so 0 would never stop)."""
+SampleCount = Annotated[int, Field(strict=True, ge=1, le=MAX_JOBS_PER_SWEEP)]
+
+
+# --- sampled learning rates and seeds (issue 12 §2): the requests; xorjobs.sampling draws them -------
+
+
+class LrSample(BaseModel):
+    """``lrs`` drawn once at submit: ``count`` rates between ``low`` and ``high`` (bounds checked like any
+    learning rate), log-uniformly or uniformly."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    sample: Literal["log_uniform", "uniform"]
+    low: LearningRate
+    high: LearningRate
+    count: SampleCount
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> LrSample:
+        if as_float32(self.low) == 0:
+            raise ValueError(f"low: {self.low!r} rounds to 0 in float32 (the models train in float32)")
+        if not self.low < self.high:
+            raise ValueError(f"high: {self.high!r} must be above low ({self.low!r})")
+        return self
+
+
+class SeedSample(BaseModel):
+    """``seeds`` drawn once at submit: ``count`` distinct random seeds."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    sample: Literal["random"]
+    count: SampleCount
+
+
+class Sampling(BaseModel):
+    """What a sweep sampled, stored with it: each sampled field's request (the field holds the draw)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    lrs: LrSample | None = None
+    seeds: SeedSample | None = None
+    generated_seed: bool = Field(
+        default=False, description="the sampler seed was generated at submit (the request named none)"
+    )
+
+
+def _list_or_sample(items: dict[str, object], sample: type[BaseModel]) -> WithJsonSchema:
+    """The request schema of ``lrs``/``seeds``: a list, or the sampled form (drawn into a list at submit)."""
+    listed = {"type": "array", "items": items, "minItems": 1, "maxItems": MAX_JOBS_PER_SWEEP}
+    return WithJsonSchema({"anyOf": [listed, sample.model_json_schema()]}, mode="validation")
+
+
+_SEED_ITEMS = {"type": "integer", "minimum": 0, "maximum": MAX_SEED}
+_LR_ITEMS = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_LR}
 
 
 class SweepSpec(BaseModel):
@@ -60,8 +123,12 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     variants: list[Variant] = Field(default=list(VARIANTS), min_length=1, max_length=len(VARIANTS))
-    seeds: list[Seed] = Field(default=[DEFAULT_SEED], min_length=1, max_length=MAX_JOBS_PER_SWEEP)
-    lrs: list[LearningRate] = Field(default=[DEFAULT_LR], min_length=1, max_length=MAX_JOBS_PER_SWEEP)
+    seeds: Annotated[list[Seed], _list_or_sample(_SEED_ITEMS, SeedSample)] = Field(
+        default=[DEFAULT_SEED], min_length=1, max_length=MAX_JOBS_PER_SWEEP
+    )
+    lrs: Annotated[list[LearningRate], _list_or_sample(_LR_ITEMS, LrSample)] = Field(
+        default=[DEFAULT_LR], min_length=1, max_length=MAX_JOBS_PER_SWEEP
+    )
     steps: int = Field(default=DEFAULT_STEPS, strict=True, ge=1, le=MAX_STEPS)
     log_every: int = Field(
         default=DEFAULT_LOG_EVERY, strict=True, ge=1, le=MAX_STEPS, description="default: min(100, steps)"
@@ -77,6 +144,25 @@ class SweepSpec(BaseModel):
     stop_when_solved: bool = Field(
         default=False, description="stop a job at the first logged step whose hypothesis labels XOR right"
     )
+    # Sampling (issue 12 §2): a sampled lrs/seeds request is drawn into a plain list when the spec is built
+    # (``_draw_samples``), with this seed, and the request is kept in ``sampling``.
+    sampler_seed: Seed | None = Field(
+        default=None, description="the seed of the draw of sampled lrs/seeds (given, or generated at submit)"
+    )
+    sampling: Sampling | None = Field(
+        default=None, description="what was sampled (the requests); lrs and seeds hold the drawn values"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _draw_samples(cls, data: object) -> object:
+        """A sampled ``lrs``/``seeds`` is drawn here, once, so every job is an ordinary job afterwards;
+        a spec read back with its ``sampling`` record is checked against its draw."""
+        if isinstance(data, dict) and ({"sampler_seed", "sampling"} & data.keys() or _has_sample(data)):
+            from xorjobs.sampling import resolve_samples  # it builds on this module
+
+            return resolve_samples(data)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -148,6 +234,10 @@ class SweepSpec(BaseModel):
     @property
     def queue(self) -> str:
         return queue_for(self.device)
+
+
+def _has_sample(data: dict[object, object]) -> bool:
+    return isinstance(data.get("lrs"), dict) or isinstance(data.get("seeds"), dict)
 
 
 def queue_for(device: str) -> str:
@@ -223,6 +313,9 @@ def validate_spec(fields: dict[str, object]) -> SweepSpec:
 
 
 def _field_in_message(message: str) -> str:
+    head = re.match(r"(?:Value error, )?([a-z_]+)[.:]", message)
+    if head is not None and head.group(1) in SweepSpec.model_fields:
+        return head.group(1)  # the validator named its field first (``sampler_seed: ...``)
     for name in ("variants", "seeds", "lrs", "log_every", "steps"):
         if name in message:
             return name

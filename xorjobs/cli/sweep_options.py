@@ -1,7 +1,14 @@
-"""The sweep flags shared by ``submit`` and ``run``, and turning them into a validated SweepSpec."""
+"""The sweep flags shared by ``submit`` and ``run``, and turning them into a validated SweepSpec.
+
+With ``-f FILE`` the sweep comes from a sweep file (``xorjobs.sweep_file``) and each flag given beside it
+replaces that key; ``--lr loguniform:1e-3:10:50``, ``--lr uniform:0.1:2:20`` and ``--seed random:100`` are
+the compact forms of the sampled requests (``xorjobs.spec.LrSample``/``SeedSample``).
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from typing import Annotated, Any
 
 import typer
@@ -28,7 +35,13 @@ _SPEC_FIELD_TO_FLAG = {
     "name": "--name",
     "stop_below": "--stop-below",
     "stop_when_solved": "--stop-when-solved",
+    "sampler_seed": "--sampler-seed",
 }
+_SPEC_FIELD_TO_PARAMETER = {"variants": "variant", "seeds": "seed", "lrs": "lr"}
+"""The parameter of each field whose flag is not named after it (the others are: ``steps``, ...)."""
+
+_LR_SAMPLE = re.compile(r"(loguniform|log_uniform|uniform):(.*)")
+_SEED_SAMPLE = re.compile(r"random:(.*)")
 
 Variants = Annotated[
     list[str] | None,
@@ -45,13 +58,17 @@ Seeds = Annotated[
         "--seed",
         "-s",
         metavar="SEEDS",
-        help="Seeds: 777, a comma list, or an inclusive range 1-10; may repeat \\[default: 777]",
+        help="Seeds: 777, a comma list, or an inclusive range 1-10; may repeat; or random:COUNT (COUNT "
+        "random seeds drawn at submit) \\[default: 777]",
     ),
 ]
 Lrs = Annotated[
     list[str] | None,
     typer.Option(
-        "--lr", metavar="LRS", help="Learning rates, 0 < lr <= 1000; comma list, may repeat \\[default: 1.0]"
+        "--lr",
+        metavar="LRS",
+        help="Learning rates, 0 < lr <= 1000; comma list, may repeat; or COUNT drawn at submit: "
+        "loguniform:LOW:HIGH:COUNT, uniform:LOW:HIGH:COUNT \\[default: 1.0]",
     ),
 ]
 Steps = Annotated[str, typer.Option("--steps", metavar="N", help="Training steps per job (1 to 1,000,000)")]
@@ -80,6 +97,24 @@ StopWhenSolved = Annotated[
         help="Stop a job at the first logged step whose hypothesis labels all four XOR inputs right",
     ),
 ]
+SamplerSeed = Annotated[
+    str | None,
+    typer.Option(
+        "--sampler-seed",
+        metavar="N",
+        help="Seed of the draw of sampled --lr/--seed (same seed, same jobs) \\[default: generated, stored]",
+    ),
+]
+SweepFile = Annotated[
+    str | None,
+    typer.Option(
+        "--file",
+        "-f",
+        metavar="FILE",
+        help="Read the sweep from a YAML file (.toml: TOML, .json: JSON; -: stdin); a sweep flag given too "
+        "replaces that key",
+    ),
+]
 
 
 def build_spec(
@@ -93,28 +128,111 @@ def build_spec(
     *,
     stop_below: str | None = None,
     stop_when_solved: bool = False,
+    sampler_seed: str | None = None,
+    sweep_file: str | None = None,
+    given: Collection[str] | None = None,
 ) -> SweepSpec:
-    """Parse the flags into the one job contract; errors name the flag, e.g. ``--lr: ...``."""
+    """Parse the flags into the one job contract; errors name the flag, e.g. ``--lr: ...``.
+
+    With ``sweep_file``, the flags named in ``given`` (parameter names: those typed on the command line)
+    replace the file's keys; the others keep the file's values (or SweepSpec's defaults)."""
     fields: dict[str, Any] = {"device": device, "steps": parse_integer(steps, "--steps")}
     if log_every is not None:
         fields["log_every"] = parse_integer(log_every, "--log-every")
     if variants:
         fields["variants"] = split_tokens(variants, "--variant")
     if seeds:
-        fields["seeds"] = _flag_errors(parse_seeds, seeds)
+        fields["seeds"] = _flag_errors(_parse_seed_flag, seeds)
     if lrs:
-        fields["lrs"] = _flag_errors(parse_lrs, lrs)
+        fields["lrs"] = _flag_errors(_parse_lr_flag, lrs)
+    if sampler_seed is not None:
+        fields["sampler_seed"] = _flag_errors(
+            lambda texts: parse_integer(texts[0], "sampler-seed"), [sampler_seed]
+        )
     if name is not None:
         fields["name"] = name
     if stop_below is not None:
         fields["stop_below"] = parse_stop_below(stop_below)
     if stop_when_solved:
         fields["stop_when_solved"] = True
+    if sweep_file is not None:
+        return _spec_from_file(sweep_file, fields, given)
     try:
         return validate_spec(fields)
     except InvalidSpec as error:
-        field = error.field.split(".")[0]
-        raise InvalidSpec(_SPEC_FIELD_TO_FLAG.get(field, field), _with_value(error, fields)) from None
+        raise _named_by_flag(error, fields) from None
+
+
+def _spec_from_file(path: str, fields: dict[str, Any], given: Collection[str] | None) -> SweepSpec:
+    from xorjobs.sweep_file import load_sweep_document, spec_from_document
+
+    if given is None:  # no command line to ask: the flags away from their defaults
+        given = {_parameter(field) for field, value in fields.items() if value != _FLAG_DEFAULTS.get(field)}
+    overrides = {field: value for field, value in fields.items() if _parameter(field) in given}
+    try:
+        return spec_from_document(load_sweep_document(path), overrides)
+    except InvalidSpec as error:
+        if error.field.split(".")[0] in overrides:  # a flag's value, not the file's
+            raise _named_by_flag(error, overrides) from None
+        raise
+
+
+_FLAG_DEFAULTS: dict[str, Any] = {"device": "cpu", "steps": DEFAULT_STEPS}
+
+
+def _parameter(field: str) -> str:
+    return _SPEC_FIELD_TO_PARAMETER.get(field, field)
+
+
+def flags_given(ctx: typer.Context) -> set[str]:
+    """The parameters typed on the command line (not left at their defaults): what overrides ``-f``."""
+    return {
+        name
+        for name in ctx.params
+        if (source := ctx.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"
+    }
+
+
+def _named_by_flag(error: InvalidSpec, fields: dict[str, Any]) -> InvalidSpec:
+    field, _, part = error.field.partition(".")
+    message = _with_value(error, fields)
+    if part and not part.isdigit():  # a sampled request's key: --lr: low: ...
+        message = f"{part}: {message}"
+    return InvalidSpec(_SPEC_FIELD_TO_FLAG.get(field, field), message)
+
+
+def _parse_lr_flag(values: list[str]) -> list[float] | dict[str, Any]:
+    """Rates, or one sampled request: ``loguniform:LOW:HIGH:COUNT`` / ``uniform:LOW:HIGH:COUNT``."""
+    tokens = split_tokens(values, "lr")
+    sampled = [token for token in tokens if _LR_SAMPLE.fullmatch(token)]
+    if not sampled:
+        return parse_lrs(values)
+    if len(tokens) > 1:
+        raise InvalidSpec("lr", f"{sampled[0]!r} is a sampled --lr: give it alone, without other rates")
+    kind, rest = _LR_SAMPLE.fullmatch(sampled[0]).groups()  # type: ignore[union-attr]
+    parts = rest.split(":")
+    if len(parts) != 3:
+        raise InvalidSpec("lr", f"{sampled[0]!r}: write {kind}:LOW:HIGH:COUNT (like {kind}:1e-3:10:50)")
+    low, high = parse_lrs([parts[0]])[0], parse_lrs([parts[1]])[0]
+    count = parse_integer(parts[2], "lr")
+    return {
+        "sample": "uniform" if kind == "uniform" else "log_uniform",
+        "low": low,
+        "high": high,
+        "count": count,
+    }
+
+
+def _parse_seed_flag(values: list[str]) -> list[int] | dict[str, Any]:
+    """Seeds, or ``random:COUNT`` (COUNT distinct random seeds)."""
+    tokens = split_tokens(values, "seed")
+    sampled = [token for token in tokens if _SEED_SAMPLE.fullmatch(token)]
+    if not sampled:
+        return parse_seeds(values)
+    if len(tokens) > 1:
+        raise InvalidSpec("seed", f"{sampled[0]!r} is a sampled --seed: give it alone, without other seeds")
+    count = _SEED_SAMPLE.fullmatch(sampled[0]).group(1)  # type: ignore[union-attr]
+    return {"sample": "random", "count": parse_integer(count, "seed")}
 
 
 def _flag_errors(parse: Any, values: list[str]) -> Any:
@@ -126,6 +244,8 @@ def _flag_errors(parse: Any, values: list[str]) -> Any:
 
 def _with_value(error: InvalidSpec, fields: dict[str, Any]) -> str:
     """Add the offending value to pydantic's message ("Input should be ..." alone does not say which)."""
+    if "(got " in error.message:
+        return error.message
     field, _, index = error.field.partition(".")
     value = fields.get(field)
     if index.isdigit() and isinstance(value, list) and int(index) < len(value):

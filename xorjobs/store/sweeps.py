@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -98,7 +99,7 @@ def _sweep_by_key(url: str, key: str, spec: SweepSpec) -> CreatedSweep | None:
         if found is None:
             return None
         sweep_id, spec_json = found
-        if json.loads(spec_json) != json.loads(spec.model_dump_json()):
+        if not same_request(json.loads(spec_json), spec):
             raise IdempotencyKeyReused(
                 f"idempotency key {key!r} was used for sweep {sweep_id} with a different spec; "
                 "use a new key for a new sweep"
@@ -107,6 +108,36 @@ def _sweep_by_key(url: str, key: str, spec: SweepSpec) -> CreatedSweep | None:
             select(Job.id, Job.queue).where(Job.sweep_id == sweep_id).order_by(Job.position)
         ).all()
     return CreatedSweep(sweep_id, [QueuedJob(job_id, queue) for job_id, queue in jobs], created=False)
+
+
+def same_request(stored: dict[str, Any], spec: SweepSpec) -> bool:
+    """Whether ``spec`` asks for the sweep stored as ``stored`` (the idempotency comparison).
+
+    Fields at their defaults are left out on both sides, so a sweep stored before a field existed still
+    matches. A sampled request that named no sampler seed matches whatever seed the stored sweep drew
+    with (its own generated seed is not a difference): the requests are compared, not the draws, and the
+    resubmit returns the stored sweep and its jobs (issue 12 §2). One that names a seed must name that one.
+    """
+    new = spec.model_dump(mode="json")
+    old = dict(stored)
+    for side in (new, old):
+        sampling = side.get("sampling")
+        if isinstance(sampling, dict):
+            side["sampling"] = {key: value for key, value in sampling.items() if key != "generated_seed"}
+    if spec.sampling is not None and spec.sampling.generated_seed:
+        for side in (new, old):
+            side.pop("sampler_seed", None)
+            for field in ("lrs", "seeds"):
+                if getattr(spec.sampling, field) is not None:
+                    side.pop(field, None)
+    return _without_defaults(new) == _without_defaults(old)
+
+
+def _without_defaults(fields: dict[str, Any]) -> dict[str, Any]:
+    defaults = {
+        name: field.get_default(call_default_factory=True) for name, field in SweepSpec.model_fields.items()
+    }
+    return {name: value for name, value in fields.items() if name not in defaults or value != defaults[name]}
 
 
 def mark_published(url: str, job_ids: Sequence[str]) -> None:
