@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from xorjobs.errors import Unauthorized
 from xorjobs.service import Service
 
-_bearer = HTTPBearer(auto_error=False, description="Required when XORJOBS_API_TOKEN is set")
+bearer = HTTPBearer(auto_error=False, description="Required when XORJOBS_API_TOKEN is set")
 
 SESSION_COOKIE = "xorjobs_session"
 """Set by ``POST /login`` (the dashboard): a browser cannot add a bearer header to a page load or an <img>."""
@@ -46,7 +46,7 @@ def is_authenticated(request: Request, credentials: HTTPAuthorizationCredentials
 
 def require_token(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """401 unless the bearer token matches XORJOBS_API_TOKEN, or the dashboard's session cookie does.
 

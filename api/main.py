@@ -17,7 +17,7 @@ import xorjobs
 from xorjobs.api.deps import require_token
 from xorjobs.api.limits import BodySizeLimit
 from xorjobs.api.responses import SafeJSONResponse
-from xorjobs.api.routes import dashboard, health, jobs, metrics, sweeps, workers
+from xorjobs.api.routes import dashboard, docs, health, jobs, metrics, sweeps, workers
 from xorjobs.api.schemas import PROTECTED_RESPONSES
 from xorjobs.errors import Unauthorized, XorjobsError
 from xorjobs.service import Service
@@ -37,6 +37,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=xorjobs.__version__,
         summary="Queued training jobs for the XOR multi-layer-perceptron experiments",
         lifespan=_watching_queues(service),
+        # FastAPI's own /docs and /redoc load their scripts from CDNs and answer without the token:
+        # api/routes/docs.py serves the schema and a local Swagger UI behind it instead (no ReDoc).
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.service = service
     app.include_router(health.router)
@@ -46,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workers.router, dependencies=protected, responses=PROTECTED_RESPONSES)
     app.include_router(metrics.router, dependencies=protected, responses=PROTECTED_RESPONSES)
     app.include_router(dashboard.router)  # its pages redirect to /login themselves (a browser gets no 401)
+    app.include_router(docs.router)  # /openapi.json behind the token, /docs like a dashboard page
     app.add_exception_handler(XorjobsError, _xorjobs_error)
     app.add_exception_handler(SQLAlchemyError, _store_error)
     app.add_exception_handler(sqlite3.Error, _store_error)

@@ -163,7 +163,7 @@ def test_idempotency_key_returns_the_same_sweep(client: TestClient, api_settings
 
 
 def test_openapi_schema_documents_limits_and_auth(client: TestClient) -> None:
-    schema = client.get("/openapi.json").json()
+    schema = client.get("/openapi.json", headers=AUTH).json()
     spec = schema["components"]["schemas"]["SweepSpec"]["properties"]
     assert spec["steps"]["maximum"] == 1_000_000 and spec["seeds"]["maxItems"] == 10_000
     assert "401" in schema["paths"]["/sweeps"]["post"]["responses"]

@@ -39,7 +39,7 @@ CONFORMANCE = [
 _HOME = Path(tempfile.mkdtemp(prefix="xorjobs-fuzz-"))
 upgrade(Settings(home=_HOME).resolved_database_url)  # the API never migrates; `xorjobs db upgrade` does
 app = create_app(Settings(home=_HOME, api_token=TOKEN))
-schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)  # behind the token
 
 
 @schema.parametrize()

@@ -168,7 +168,7 @@ def test_error_bodies_match_the_documented_error_models(client: TestClient, app_
         ("POST", "/sweeps", {"content": b" " * (2 << 20), "headers": {"content-type": "application/json"}},
          413, schemas.ErrorDetail),
     ]  # fmt: skip
-    documented = client.get("/openapi.json").json()["paths"]
+    documented = client.get("/openapi.json", headers=AUTH).json()["paths"]
     for method, path, arguments, status, model in errors:
         headers = {**AUTH, **arguments.pop("headers", {})}
         response = client.request(method, path, headers=headers, **arguments)
@@ -185,7 +185,7 @@ def test_error_bodies_match_the_documented_error_models(client: TestClient, app_
 
 
 def test_openapi_documents_a_model_for_every_json_response(client: TestClient) -> None:
-    document = client.get("/openapi.json").json()
+    document = client.get("/openapi.json", headers=AUTH).json()
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             for status, response in operation["responses"].items():

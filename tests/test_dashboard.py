@@ -78,7 +78,7 @@ def test_logging_in_sets_an_httponly_samesite_strict_cookie_that_the_api_accepts
     assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
     assert "Path=/" in cookie and TOKEN not in cookie  # the cookie is an HMAC, not the token
     # The client now sends the cookie, as a browser would, on pages, JSON routes and images alike.
-    assert client.get("/").status_code == 200
+    assert client.get("/").status_code == 200 and "log out" in client.get("/").text
     assert client.get("/sweeps").status_code == 200
     plot = client.get(f"/sweeps/{store[1]}/plot.png")
     assert plot.status_code == 200 and plot.headers["content-type"] == "image/png"
@@ -107,6 +107,7 @@ def test_login_never_redirects_off_the_site(client: TestClient, target: str) -> 
 def test_without_a_token_configured_the_dashboard_needs_no_login(store: tuple[str, str]) -> None:
     with TestClient(create_app(Settings(database_url=store[0]))) as client:
         assert client.get("/").status_code == 200
+        assert "log out" not in client.get("/").text  # nobody logged in
         assert client.get("/login", follow_redirects=False).headers["location"] == "/"
 
 
@@ -125,7 +126,8 @@ def test_the_pages_load_nothing_from_another_host(client: TestClient) -> None:
     for text in (
         page.text,
         client.get("/ui/jobs/job-x").text,
-        *(path.read_text() for path in STATIC.iterdir()),
+        # The dashboard's own files; the vendored Swagger UI (api/static/swagger-ui) is tests/test_docs.py's.
+        *(path.read_text() for path in STATIC.iterdir() if path.is_file()),
     ):
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), "an external URL"
         assert "<script>" not in text  # no inline script (the CSP would block it)

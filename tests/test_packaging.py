@@ -107,6 +107,7 @@ def test_the_wheel_holds_one_top_level_package(xorjobs_wheel: Path) -> None:
     for path in ("xorjobs/api/main.py", "xorjobs/worker/tasks.py", "xorjobs/models/train.py"):
         assert path in names, path
     assert any(name.startswith("xorjobs/api/static/") for name in names)
+    assert "xorjobs/api/static/swagger-ui/swagger-ui-bundle.js" in names  # /docs works from a wheel
     assert any(name.startswith("xorjobs/store/migrations/versions/") for name in names)
 
 

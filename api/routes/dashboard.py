@@ -29,7 +29,7 @@ from xorjobs.defaults import JOB_STATES, SWEEP_ID_PREFIX, TERMINAL_STATES
 router = APIRouter(include_in_schema=False)
 
 STATIC_FOLDER = Path(__file__).resolve().parent.parent / "static"
-STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "docs.js": "text/javascript"}
 """Served by name from ``api/static``; anything else is 404 (no path is ever built from the request)."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -50,7 +50,13 @@ PAGE_CONSTANTS = {
 """What dashboard.js reads from ``<body data-...>`` instead of writing it out again (xorjobs/defaults.py)."""
 
 
-def _page(title: str, body: str, page: str, **data: str) -> str:
+def _page(request: Request, title: str, body: str, page: str, **data: str) -> str:
+    # "log out" only where there is a login: with no token set nobody logs in.
+    logout = (
+        '<form method="post" action="/logout" class="logout"><button type="submit">log out</button></form>'
+        if request.app.state.service.settings.api_token
+        else ""
+    )
     attributes = "".join(
         f' data-{name.replace("_", "-")}="{html.escape(value)}"'
         for name, value in {**PAGE_CONSTANTS, **data}.items()
@@ -68,7 +74,7 @@ def _page(title: str, body: str, page: str, **data: str) -> str:
 <header>
   <a class="brand" href="/">xorjobs</a>
   <span class="live" id="live" title="updates every second">●</span>
-  <form method="post" action="/logout" class="logout"><button type="submit">log out</button></form>
+  {logout}
 </header>
 <main>
 {body}
@@ -82,7 +88,7 @@ def _html(content: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(content, status_code=status_code, headers=SECURITY_HEADERS)
 
 
-def _to_login(request: Request) -> RedirectResponse:
+def login_redirect(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
@@ -95,7 +101,7 @@ def _safe_next(target: str) -> str:
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request) -> Response:
     if not is_authenticated(request):
-        return _to_login(request)
+        return login_redirect(request)
     options = "".join(f'<option value="{value}">{value.replace(",", " × ")}</option>' for value in GROUPINGS)
     body = f"""
 <section class="sweeps">
@@ -137,13 +143,13 @@ def dashboard(request: Request) -> Response:
   </tr></thead><tbody></tbody></table>
 </section>
 """
-    return _html(_page("xorjobs dashboard", body, "dashboard"))
+    return _html(_page(request, "xorjobs dashboard", body, "dashboard"))
 
 
 @router.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(job_id: str, request: Request) -> Response:
     if not is_authenticated(request):
-        return _to_login(request)
+        return login_redirect(request)
     body = f"""
 <p><a href="/" id="back">← all sweeps</a></p>
 <h1>Job <span id="job-id">{html.escape(job_id)}</span></h1>
@@ -152,7 +158,7 @@ def job_page(job_id: str, request: Request) -> Response:
   <div class="panel"><img id="plot" alt="cost curve of the job" width="800" height="500"></div>
 </div>
 """
-    return _html(_page(f"xorjobs job {job_id}", body, "job", job_id=job_id))
+    return _html(_page(request, f"xorjobs job {job_id}", body, "job", job_id=job_id))
 
 
 def _login_page(next_path: str, message: str = "") -> str:
