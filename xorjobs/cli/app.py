@@ -36,12 +36,15 @@ from xorjobs.cli.sweep_options import (
     LogEvery,
     Lrs,
     Name,
+    SamplerSeed,
     Seeds,
     Steps,
     StopBelow,
     StopWhenSolved,
+    SweepFile,
     Variants,
     build_spec,
+    flags_given,
 )
 from xorjobs.cli.waiting import wait_for_sweep
 from xorjobs.client import Backend, backend_for
@@ -99,6 +102,8 @@ def _exit_for(status: dict[str, Any]) -> None:
 
 @app.command()
 def submit(
+    ctx: typer.Context,
+    sweep_file: SweepFile = None,
     variant: Variants = None,
     seed: Seeds = None,
     lr: Lrs = None,
@@ -108,6 +113,7 @@ def submit(
     name: Name = None,
     stop_below: StopBelow = None,
     stop_when_solved: StopWhenSolved = False,
+    sampler_seed: SamplerSeed = None,
     key: Annotated[
         str | None,
         typer.Option("--key", help="Idempotency key: submitting again with it returns the same sweep"),
@@ -115,7 +121,12 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until the sweep finishes")] = False,
     as_json: Json = False,
 ) -> None:
-    """Submit a sweep (variant × seed × lr) to the queue; one job per combination."""
+    """Submit a sweep (variant × seed × lr) to the queue; one job per combination.
+
+    -f FILE reads the whole sweep from a YAML file (`xorjobs spec SWEEP_ID` prints one); a sweep flag
+    given beside it replaces that key. --lr loguniform:LOW:HIGH:COUNT and --seed random:COUNT draw the
+    values once, now, from --sampler-seed (generated and stored when not given).
+    """
     spec = build_spec(
         variant,
         seed,
@@ -126,6 +137,9 @@ def submit(
         name,
         stop_below=stop_below,
         stop_when_solved=stop_when_solved,
+        sampler_seed=sampler_seed,
+        sweep_file=sweep_file,
+        given=flags_given(ctx),
     )
     if key is not None:
         check_idempotency_key(key, "--key")  # one rule, embedded or over HTTP
@@ -150,6 +164,8 @@ def submit(
 
 @app.command()
 def run(
+    ctx: typer.Context,
+    sweep_file: SweepFile = None,
     variant: Variants = None,
     seed: Seeds = None,
     lr: Lrs = None,
@@ -159,6 +175,7 @@ def run(
     name: Name = None,
     stop_below: StopBelow = None,
     stop_when_solved: StopWhenSolved = False,
+    sampler_seed: SamplerSeed = None,
     as_json: Json = False,
 ) -> None:
     """Train a sweep here and print its results: the embedded mode, no servers needed.
@@ -178,6 +195,9 @@ def run(
         name,
         stop_below=stop_below,
         stop_when_solved=stop_when_solved,
+        sampler_seed=sampler_seed,
+        sweep_file=sweep_file,
+        given=flags_given(ctx),
     )
     results = run_sweep(spec, get_settings())
     if as_json:
@@ -385,6 +405,7 @@ from xorjobs.cli import (  # noqa: E402  (each module registers its commands)
     housekeeping_commands,
     plot_command,
     services,
+    spec_command,
     workers_command,
 )
 
@@ -392,6 +413,7 @@ services.register(app)
 compare_command.register(app)
 export_command.register(app)
 plot_command.register(app)
+spec_command.register(app)
 housekeeping_commands.register(app)  # delete, prune
 workers_command.register(app)
 
