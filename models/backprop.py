@@ -57,6 +57,14 @@ def gradients(x: torch.Tensor, y: torch.Tensor, params: Params) -> tuple[torch.T
 
     ``d_b1``/``d_b2`` are per-sample (the seed averages them in the update).
     """
+    cost, grads, _ = _gradients_and_output(x, y, params)
+    return cost, grads
+
+
+def _gradients_and_output(
+    x: torch.Tensor, y: torch.Tensor, params: Params
+) -> tuple[torch.Tensor, Params, torch.Tensor]:
+    """``gradients`` plus the forward pass's ``Y_pred`` (what early stopping looks at)."""
     w2 = params[2]
     l1, a1, l2, y_pred = forward(x, params)
     cost = bce_cost(y_pred, y)
@@ -68,7 +76,7 @@ def gradients(x: torch.Tensor, y: torch.Tensor, params: Params) -> tuple[torch.T
     d_l1 = d_a1 * sigmoid_prime(l1)
     d_b1 = d_l1
     d_w1 = torch.matmul(torch.transpose(x, 0, 1), d_b1)
-    return cost, (d_w1, d_b1, d_w2, d_b2)
+    return cost, (d_w1, d_b1, d_w2, d_b2), y_pred
 
 
 def train_backprop(
@@ -78,19 +86,27 @@ def train_backprop(
     log_every: int,
     device: torch.device,
     on_log: Callable[[int, torch.Tensor], None],
+    stops: Callable[[int, torch.Tensor], bool] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train; call ``on_log(step, cost)`` at every logged step; return ``(hypothesis, Y)``."""
+    """Train; call ``on_log(step, cost)`` at every logged step; return ``(hypothesis, Y)``.
+
+    ``stops(step, y_pred)``, asked at each logged step after ``on_log`` with that step's forward
+    output, ends the loop after this step's update (early stopping: the run is then the seed's loop
+    with ``steps = step + 1``).
+    """
     x, y = xor_data(device)
     w1, b1, w2, b2 = initial_params(seed, device)
     learning_rate = lr
     for step in range(steps):
-        cost, (d_w1, d_b1, d_w2, d_b2) = gradients(x, y, (w1, b1, w2, b2))
+        cost, (d_w1, d_b1, d_w2, d_b2), y_pred = _gradients_and_output(x, y, (w1, b1, w2, b2))
         w1 = w1 - learning_rate * d_w1
         b1 = b1 - learning_rate * torch.mean(d_b1, 0)
         w2 = w2 - learning_rate * d_w2
         b2 = b2 - learning_rate * torch.mean(d_b2, 0)
         if step % log_every == 0:
             on_log(step, cost)
+            if stops is not None and stops(step, y_pred):
+                break
     with torch.no_grad():
         hypothesis = forward(x, (w1, b1, w2, b2))[3]
     return hypothesis, y

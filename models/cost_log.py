@@ -18,6 +18,9 @@ class PackedCostLog:
     Logged steps keep their (J,) tensors until a flush turns them into per-job lists in one go: a
     Python append per job and logged step cost a third of a 512-job ``nn`` pack's training time. A
     member that fails stays failed, so its alive steps are a prefix of the pending ones.
+
+    A pack that drops finished members (early stopping) calls ``regroup`` with the jobs its rows hold
+    from then on: what is pending is filed under the old rows first.
     """
 
     def __init__(self, jobs: int, on_progress: PackProgressCallback | None, interval_s: float) -> None:
@@ -29,6 +32,12 @@ class PackedCostLog:
         self._on_progress = on_progress
         self._interval_s = interval_s
         self._last_flush = time.monotonic()
+        self._members: list[int] | None = None  # row -> job; None: row i is job i
+
+    def regroup(self, members: list[int]) -> None:
+        """From now on row ``i`` of the logged tensors is job ``members[i]``."""
+        self._collect()
+        self._members = members
 
     def log(self, step: int, costs: Tensor, alive: Tensor) -> None:
         self._steps.append(step)
@@ -43,7 +52,8 @@ class PackedCostLog:
         values = torch.stack(self._values).t().tolist()  # per job: its cost at every pending step
         alive_steps = torch.stack(self._alive).sum(0).tolist()
         steps = self._steps
-        for job, (row, alive) in enumerate(zip(values, alive_steps, strict=True)):
+        members = self._members if self._members is not None else range(len(values))
+        for job, row, alive in zip(members, values, alive_steps, strict=True):
             self.costs[job].extend(zip(steps[:alive], row[:alive], strict=True))
         self._steps, self._values, self._alive = [], [], []
 

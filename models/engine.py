@@ -15,6 +15,7 @@ from typing import Protocol
 
 from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_STEPS
 from xorjobs.models.result import TrainResult
+from xorjobs.models.stopping import NO_STOP, StopRule
 
 CostChunk = list[tuple[int, float]]
 PackProgressCallback = Callable[[list[CostChunk]], None]
@@ -77,8 +78,13 @@ class Engine(Protocol):
         device: str = "cpu",
         on_progress: PackProgressCallback | None = None,
         progress_interval_s: float = 2.0,
+        stop: StopRule = NO_STOP,
     ) -> list[TrainResult]:
         """Train every job; one result per job, in order (``[]`` for no jobs).
+
+        ``stop`` (``models.stopping``) ends each job after the first logged step where it holds; the
+        job's result is then a run with ``steps = that step + 1``, bit for bit where the engine promises
+        solo's numbers, and a pack engine takes finished members out so the rest trains on fewer jobs.
 
         ``on_progress`` may raise to abort (lease lost, cancelled): that exception propagates unchanged.
         A member that fails the way its solo run raises is reported by ``PackedMemberError`` after the

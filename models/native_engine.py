@@ -40,9 +40,10 @@ from xorjobs.models.native_kernel import (
     sleef_entry,
 )
 from xorjobs.models.native_tape import SequentialTape, sequential_tape
-from xorjobs.models.pack_loop import check_jobs, pack_results
+from xorjobs.models.pack_loop import Stops, check_jobs, pack_results
 from xorjobs.models.result import TrainResult
 from xorjobs.models.self_check import matches_solo
+from xorjobs.models.stopping import NO_STOP, StopRule
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class NativeEngine:
         device: str = "cpu",
         on_progress: PackProgressCallback | None = None,
         progress_interval_s: float = 2.0,
+        stop: StopRule = NO_STOP,
     ) -> list[TrainResult]:
         check_jobs(variant, seeds, lrs)
         if variant not in NATIVE_VARIANTS:
@@ -148,6 +150,10 @@ class NativeEngine:
             raise RuntimeError(f"the native engine cannot run here: {reason}")
         run = _NativeRun(ready, variant, seeds, lrs, steps, log_every)
         log_ = PackedCostLog(len(seeds), on_progress, progress_interval_s)
+        if stop.active:
+            stops = Stops(len(seeds))
+            final, failed = run.train_stopping(log_, stop, stops)
+            return pack_results(final, failed, log_, torch_device, stops)
         final, fail_step = run.train(log_)
         return _results(final, fail_step, log_, torch_device)
 
@@ -177,8 +183,13 @@ class _NativeRun:
         self.alpha = np.zeros(self.padded, dtype=np.float32)
         self.alpha[: self.jobs] = np.array([-float(lr) for lr in lrs], dtype=np.float64).astype(np.float32)
         self.fail_step = np.full(self.padded, _NEVER_FAILED, dtype=np.int32)
+        self.pack = self._pack()
+
+    def _pack(self) -> Pack:
+        """The kernel's view of ``theta``, ``alpha`` and ``padded`` (rebuilt when lanes are regrouped;
+        it points into those arrays, which this object keeps alive)."""
         tape = self.tape
-        self.pack = Pack(
+        return Pack(
             ops=tape.ops.ctypes.data,
             n_forward=tape.n_forward,
             n_cost=tape.n_cost,
@@ -195,7 +206,7 @@ class _NativeRun:
             n_hyp=len(tape.hyp_slots),
             cost_slot=tape.cost_slot,
             log_every=self.log_every,
-            last_step=steps - 1,
+            last_step=self.steps - 1,
             sleef=sleef_entry(self.choices),
         )
 
@@ -222,6 +233,100 @@ class _NativeRun:
             chunk = max(1, int((end - step) / max(elapsed, 1e-6) * _TARGET_CALL_SECONDS))
             step = end
         return torch.from_numpy(hyp[:, : self.jobs].copy()), self.fail_step[: self.jobs].copy()
+
+    def train_stopping(
+        self, cost_log: PackedCostLog, rule: StopRule, stops: Stops
+    ) -> tuple[torch.Tensor, list[bool]]:
+        """Every step with early stopping: ``(final hypothesis (4, jobs), failed per job)``.
+
+        The kernel runs in segments that end right after each logged step s (and, for the solved
+        rule, one that ends at s too, whose closing forward pass is step s's: the hypothesis the rule
+        looks at). Each segment closes with a forward pass on the updated weights, the final
+        hypothesis of a member that stops at s. Members that stop or fail leave; the others are
+        regrouped into fewer lanes (their theta columns and learning rates), and the kernel goes on
+        with those: every lane's arithmetic is its own, so a lane's numbers do not depend on which
+        other lanes share its block.
+        """
+        jobs, log_every, steps = self.jobs, self.log_every, self.steps
+        members = list(range(jobs))  # lane i holds job members[i]
+        final = torch.empty(4, jobs)
+        failed = [False] * jobs
+        y = torch.tensor([[0.0], [1.0], [1.0], [0.0]])
+        hyp = np.empty((4, self.padded), dtype=np.float32)
+        hyp_step = -1  # the step whose forward pass `hyp` holds
+        step = 0
+        while True:
+            next_logged = -(-step // log_every) * log_every
+            if rule.when_solved and next_logged == step < steps and hyp_step != step:
+                self._call(step, step, hyp)  # only the forward pass of step `step`
+                hyp_step = step
+            if next_logged == step:
+                end = step + 1
+            elif rule.when_solved:
+                end = next_logged
+            else:
+                end = next_logged + 1
+            # A long interval between logged steps still runs in calls of bounded size, so progress
+            # flows; only a call that ends just past a logged step holds that step's cost.
+            end = min(end, steps, step + max(1, 200_000 // self.padded))
+            solved_hyp = torch.from_numpy(hyp[:, : len(members)].copy()) if hyp_step == step else None
+            costs = self._call(step, end, hyp)
+            hyp_step = end
+            fail_step = torch.from_numpy(self.fail_step[: len(members)].copy())
+            logged = list(range(next_logged, end, log_every))
+            values = torch.from_numpy(costs[:, : len(members)])
+            for index, logged_step in enumerate(logged):
+                cost_log.log(logged_step, values[index], fail_step > logged_step)
+            if end == steps:
+                break
+            step = end
+            if not logged:
+                continue
+            # `end` is just past a logged step s: its cost, and for the solved rule its forward pass.
+            s = logged[-1]
+            alive = fail_step > s
+            hypothesis = solved_hyp if solved_hyp is not None else torch.zeros(4, len(members))
+            below, solved = rule.reasons(values[-1], hypothesis, y, alive)
+            stops.record(s, members, below.tolist(), solved.tolist())
+            leaving = (below | solved | ~alive).tolist()
+            if any(leaving):
+                after = torch.from_numpy(hyp[:, : len(members)].copy())
+                for lane, job in enumerate(members):
+                    if leaving[lane]:
+                        final[:, job] = after[:, lane]
+                        failed[job] = not bool(alive[lane])
+                lanes = [lane for lane, left in enumerate(leaving) if not left]
+                if not lanes:
+                    return final, failed
+                members = [members[lane] for lane in lanes]
+                cost_log.regroup(members)
+                self._regroup(lanes)
+                hyp = np.empty((4, self.padded), dtype=np.float32)
+                hyp_step = -1
+        final[:, members] = torch.from_numpy(hyp[:, : len(members)].copy())
+        for lane, job in enumerate(members):
+            failed[job] = bool(self.fail_step[lane] != _NEVER_FAILED)
+        return final, failed
+
+    def _call(self, step0: int, step1: int, hyp: np.ndarray) -> np.ndarray:
+        """Steps [step0, step1) and a closing forward pass into ``hyp``; the logged steps' costs."""
+        first = -(-step0 // self.log_every) * self.log_every
+        costs = np.empty((len(range(first, step1, self.log_every)), self.padded), dtype=np.float32)
+        self.kernel.train(self.choices, self.pack, step0, step1, costs, self.fail_step, hyp)
+        return costs
+
+    def _regroup(self, lanes: list[int]) -> None:
+        """Keep only ``lanes`` (ascending), packed into the fewest blocks; padding lanes do not move."""
+        count = len(lanes)
+        self.padded = -(-count // self.kernel.block) * self.kernel.block
+        theta = np.zeros((self.theta.shape[0], self.padded), dtype=np.float32)
+        theta[:, :count] = self.theta[:, lanes]
+        alpha = np.zeros(self.padded, dtype=np.float32)
+        alpha[:count] = self.alpha[lanes]
+        fail_step = np.full(self.padded, _NEVER_FAILED, dtype=np.int32)
+        fail_step[:count] = self.fail_step[lanes]
+        self.theta, self.alpha, self.fail_step = theta, alpha, fail_step
+        self.pack = self._pack()
 
 
 _TAPES: dict[tuple[str, KernelChoices, int], SequentialTape] = {}

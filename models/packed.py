@@ -17,6 +17,7 @@ from xorjobs.models.engines import EXACT, default_packing_engine, engine_named
 from xorjobs.models.pack_loop import check_jobs
 from xorjobs.models.result import TrainResult
 from xorjobs.models.self_check import same_result
+from xorjobs.models.stopping import NO_STOP, StopRule
 
 __all__ = ["PackedMemberError", "packing_is_exact", "same_result", "train_packed"]
 
@@ -32,6 +33,7 @@ def train_packed(
     progress_interval_s: float = 2.0,
     *,
     engine: str | Engine | None = None,
+    stop: StopRule = NO_STOP,
 ) -> list[TrainResult]:
     """Train ``len(seeds)`` jobs of ``variant`` at once; job ``i`` has ``seeds[i]`` and ``lrs[i]``.
 
@@ -42,7 +44,7 @@ def train_packed(
     tests) or as an ``Engine`` (``BatchedEngine(graphs=False)``: eager CUDA steps). ``on_progress``
     gets, per job, the costs logged since its last call; it may raise to abort. A member whose solo run
     would raise (NaN hypothesis in an ``nn``/``wide_deep`` run) is reported by ``PackedMemberError``
-    after the others finish.
+    after the others finish. ``stop`` ends each member early (``models.stopping``).
     """
     check_jobs(variant, seeds, lrs)
     if engine is None:
@@ -60,6 +62,7 @@ def train_packed(
         device=device,
         on_progress=on_progress,
         progress_interval_s=progress_interval_s,
+        stop=stop,
     )
 
 

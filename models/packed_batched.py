@@ -31,6 +31,7 @@ from xorjobs.models.initial_weights import backprop_init, sequential_init
 from xorjobs.models.networks import LAYER_WIDTHS
 from xorjobs.models.pack_loop import check_jobs, run_pack
 from xorjobs.models.result import TrainResult
+from xorjobs.models.stopping import NO_STOP, StopRule
 
 Tensor = torch.Tensor
 
@@ -57,10 +58,18 @@ class BatchedSequentialPack:
     """``nn`` / ``wide_deep`` for J jobs: Linear + Sigmoid layers, BCELoss and SGD, batched."""
 
     def __init__(
-        self, variant: str, seeds: Sequence[int], lrs: Sequence[float], device: torch.device
+        self,
+        variant: str,
+        seeds: Sequence[int],
+        lrs: Sequence[float],
+        device: torch.device,
+        *,
+        state: tuple[Tensor, Tensor] | None = None,
     ) -> None:
+        """``state``: ``(theta, neg_lr)`` of members to continue (``select``) instead of fresh ones."""
+        self.variant, self.device = variant, device
         widths = LAYER_WIDTHS[variant]
-        self.jobs = jobs = len(seeds)
+        self.jobs = jobs = len(seeds) if state is None else state[0].shape[0]
         layers = list(itertools.pairwise(widths))
         shapes: list[tuple[int, ...]] = []
         for k, n in layers:
@@ -69,14 +78,20 @@ class BatchedSequentialPack:
         self.grad, grads = _params_buffer(jobs, shapes, device)
         self.w, self.b = params[0::2], params[1::2]
         self.gw, self.gb = grads[0::2], grads[1::2]
-        cpu_theta, cpu_views = _params_buffer(jobs, shapes, torch.device("cpu"))
-        for job, seed in enumerate(seeds):
-            for layer, (weight, bias) in enumerate(sequential_init(layers, seed)):
-                cpu_views[2 * layer][job] = weight
-                cpu_views[2 * layer + 1][job] = bias
-        self.theta.copy_(cpu_theta)
-        # SGD adds ``grad * -lr`` with the double lr cast to float, per job.
-        self.neg_lr = torch.tensor([-float(lr) for lr in lrs], dtype=torch.float32, device=device)[:, None]
+        if state is not None:
+            self.theta.copy_(state[0])
+            self.neg_lr = state[1].clone()
+        else:
+            cpu_theta, cpu_views = _params_buffer(jobs, shapes, torch.device("cpu"))
+            for job, seed in enumerate(seeds):
+                for layer, (weight, bias) in enumerate(sequential_init(layers, seed)):
+                    cpu_views[2 * layer][job] = weight
+                    cpu_views[2 * layer + 1][job] = bias
+            self.theta.copy_(cpu_theta)
+            # SGD adds ``grad * -lr`` with the double lr cast to float, per job.
+            self.neg_lr = torch.tensor([-float(lr) for lr in lrs], dtype=torch.float32, device=device)[
+                :, None
+            ]
         x, y = xor_data(device)
         self.x = x.expand(jobs, 4, 2)
         self.y = y  # (4, 1), broadcast over jobs
@@ -114,18 +129,37 @@ class BatchedSequentialPack:
                 grad = torch.bmm(gz, self.w[layer])
         self.theta.addcmul_(self.grad, self.neg_lr)
 
+    def select(self, keep: Tensor) -> BatchedSequentialPack:
+        """The members ``keep`` (early stopping's compaction): a job's state is its theta row."""
+        keep = keep.to(self.device)
+        state = (self.theta.index_select(0, keep), self.neg_lr.index_select(0, keep))
+        return BatchedSequentialPack(self.variant, [], [], self.device, state=state)
+
 
 class BatchedBackpropPack:
     """The backprop script for J jobs, its own expressions batched (``+ 1e-7``, averaged bias grads)."""
 
-    def __init__(self, seeds: Sequence[int], lrs: Sequence[float], device: torch.device) -> None:
-        self.jobs = jobs = len(seeds)
+    def __init__(
+        self,
+        seeds: Sequence[int],
+        lrs: Sequence[float],
+        device: torch.device,
+        *,
+        state: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
+        """``state``: ``(theta, lr)`` of members to continue (``select``) instead of fresh ones."""
+        self.device = device
+        self.jobs = jobs = len(seeds) if state is None else state[0].shape[0]
         shapes: list[tuple[int, ...]] = [(2, 2), (2,), (2, 1), (1,)]
         self.theta, (self.w1, self.b1, self.w2, self.b2) = _params_buffer(jobs, shapes, device)
         self.grad, (self.gw1, self.gb1, self.gw2, self.gb2) = _params_buffer(jobs, shapes, device)
-        initial = torch.stack([torch.cat([p.reshape(-1) for p in backprop_init(seed)]) for seed in seeds])
-        self.theta.copy_(initial)
-        self.lr = torch.tensor([float(lr) for lr in lrs], dtype=torch.float32, device=device)[:, None]
+        if state is not None:
+            self.theta.copy_(state[0])
+            self.lr = state[1].clone()
+        else:
+            initial = torch.stack([torch.cat([p.reshape(-1) for p in backprop_init(seed)]) for seed in seeds])
+            self.theta.copy_(initial)
+            self.lr = torch.tensor([float(lr) for lr in lrs], dtype=torch.float32, device=device)[:, None]
         self.x, self.y = xor_data(device)
 
     def forward(self) -> list[Tensor]:
@@ -151,6 +185,12 @@ class BatchedBackpropPack:
         torch.mean(d_l1, dim=1, out=self.gb1)
         torch.mean(d_l2, dim=1, out=self.gb2)
         self.theta.sub_(self.lr * self.grad)
+
+    def select(self, keep: Tensor) -> BatchedBackpropPack:
+        """The members ``keep`` (early stopping's compaction): a job's state is its theta row."""
+        keep = keep.to(self.device)
+        state = (self.theta.index_select(0, keep), self.lr.index_select(0, keep))
+        return BatchedBackpropPack([], [], self.device, state=state)
 
 
 BatchedPack = BatchedSequentialPack | BatchedBackpropPack
@@ -204,6 +244,10 @@ class GraphedPack:
     def step(self, acts: list[Tensor]) -> None:
         self._step_graph.replay()
 
+    def select(self, keep: Tensor) -> GraphedPack:
+        """The members ``keep`` in a pack of their own, its graphs captured anew for the smaller size."""
+        return GraphedPack(self.pack.select(keep))
+
 
 def batched_pack(
     variant: str, seeds: Sequence[int], lrs: Sequence[float], device: torch.device, graphs: bool | None = None
@@ -243,6 +287,7 @@ class BatchedEngine:
         device: str = "cpu",
         on_progress: PackProgressCallback | None = None,
         progress_interval_s: float = 2.0,
+        stop: StopRule = NO_STOP,
     ) -> list[TrainResult]:
         check_jobs(variant, seeds, lrs)
         torch_device = torch.device(device)
@@ -256,4 +301,5 @@ class BatchedEngine:
             on_progress,
             progress_interval_s,
             single_threaded=False,
+            stop=stop,
         )

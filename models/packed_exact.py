@@ -66,6 +66,7 @@ from xorjobs.models.networks import LAYER_WIDTHS
 from xorjobs.models.pack_loop import check_jobs, run_pack
 from xorjobs.models.result import TrainResult
 from xorjobs.models.self_check import matches_solo
+from xorjobs.models.stopping import NO_STOP, StopRule
 from xorjobs.models.tree_products import emit_planned, emit_product, plan_product
 
 Tensor = torch.Tensor
@@ -82,9 +83,18 @@ Tensor = torch.Tensor
 class SequentialPack:
     """``nn`` / ``wide_deep``: Linear + Sigmoid layers, BCELoss and SGD for J jobs at once."""
 
-    def __init__(self, variant: str, seeds: Sequence[int], lrs: Sequence[float]) -> None:
+    def __init__(
+        self,
+        variant: str,
+        seeds: Sequence[int],
+        lrs: Sequence[float],
+        *,
+        state: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
+        """``state``: ``(theta, alpha)`` of members to continue (``select``) instead of fresh ones."""
+        self.variant = variant
         self.widths = LAYER_WIDTHS[variant]
-        self.jobs = jobs = len(seeds)
+        self.jobs = jobs = len(seeds) if state is None else state[0].shape[1]
         self.shapes = shapes = list(zip(self.widths, self.widths[1:], strict=False))
         # How this CPU's sgemm evaluates each of the solo run's products (measured once per process).
         self.forward_trees = [measure("linear_forward", 4, k, n, True) for k, n in shapes]
@@ -105,12 +115,16 @@ class SequentialPack:
             self.b.append(self.theta[row : row + n])
             self.gb.append(self.grad[row : row + n])
             row += n
-        for job, seed in enumerate(seeds):
-            for layer, (weight, bias) in enumerate(sequential_init(shapes, seed)):
-                self.w[layer][:, :, job] = weight.t()
-                self.b[layer][:, job] = bias
-        # SGD's alpha: the double -lr cast to float by the add kernel.
-        self.alpha = torch.tensor([-float(lr) for lr in lrs], dtype=torch.float32)
+        if state is None:
+            for job, seed in enumerate(seeds):
+                for layer, (weight, bias) in enumerate(sequential_init(shapes, seed)):
+                    self.w[layer][:, :, job] = weight.t()
+                    self.b[layer][:, job] = bias
+            # SGD's alpha: the double -lr cast to float by the add kernel.
+            self.alpha = torch.tensor([-float(lr) for lr in lrs], dtype=torch.float32)
+        else:
+            self.theta.copy_(state[0])
+            self.alpha = state[1].clone()
         x, y = xor_data(torch.device("cpu"))
         self.x = x[:, :, None].expand(4, 2, jobs)
         self.y = y[:, :, None]  # (4, 1, 1)
@@ -202,27 +216,46 @@ class SequentialPack:
         """``cost.backward(); optimizer.step()`` for every job (``acts``: this step's ``forward()``)."""
         self._step.run()
 
+    def select(self, keep: Tensor) -> SequentialPack:
+        """The members ``keep`` as a pack of their own (early stopping's compaction).
+
+        Every op of a step is per job column: the products replay each job's own sgemm tree, the
+        sums over the 4 samples run along a job's own column, SGD is elementwise, and the sigmoid's
+        vector part is a prefix of ``chunk * J`` elements (a multiple of ATen's chunk for any J, so
+        each element keeps its path). So a job's numbers depend on its own column only, whatever J.
+        """
+        return SequentialPack(
+            self.variant, [], [], state=(self.theta.index_select(1, keep), self.alpha.index_select(0, keep))
+        )
+
 
 class BackpropPack:
     """The backprop script for J jobs: its own elementwise expressions on (4, units, J) tensors, with
     the ``matmul``s and ``mean``s written out in MKL's / ATen's order."""
 
-    def __init__(self, seeds: Sequence[int], lrs: Sequence[float]) -> None:
-        self.jobs = jobs = len(seeds)
+    def __init__(
+        self, seeds: Sequence[int], lrs: Sequence[float], *, state: tuple[Tensor, Tensor] | None = None
+    ) -> None:
+        """``state``: ``(theta, lr)`` of members to continue (``select``) instead of fresh ones."""
+        self.jobs = jobs = len(seeds) if state is None else state[0].shape[1]
         self.theta = torch.empty(9, jobs)
         self.grad = torch.empty(9, jobs)
         self.w1, self.b1 = self.theta[0:4].view(2, 2, jobs), self.theta[4:6]  # (in, out, J), (out, J)
         self.w2, self.b2 = self.theta[6:8], self.theta[8:9]  # (in, J), (1, J)
         self.gw1, self.gb1 = self.grad[0:4].view(2, 2, jobs), self.grad[4:6]
         self.gw2, self.gb2 = self.grad[6:8], self.grad[8:9]
-        for job, seed in enumerate(seeds):
-            w1, b1, w2, b2 = backprop_init(seed)
-            self.w1[:, :, job] = w1
-            self.b1[:, job] = b1
-            self.w2[:, job] = w2[:, 0]
-            self.b2[:, job] = b2
-        # ``learning_rate * d`` multiplies by the Python float cast to the tensor's float type.
-        self.lr = torch.tensor([float(lr) for lr in lrs], dtype=torch.float32)
+        if state is None:
+            for job, seed in enumerate(seeds):
+                w1, b1, w2, b2 = backprop_init(seed)
+                self.w1[:, :, job] = w1
+                self.b1[:, job] = b1
+                self.w2[:, job] = w2[:, 0]
+                self.b2[:, job] = b2
+            # ``learning_rate * d`` multiplies by the Python float cast to the tensor's float type.
+            self.lr = torch.tensor([float(lr) for lr in lrs], dtype=torch.float32)
+        else:
+            self.theta.copy_(state[0])
+            self.lr = state[1].clone()
         x, y = xor_data(torch.device("cpu"))
         self.x = x[:, :, None]  # (4, 2, 1), broadcast over jobs
         self.y = y[:, :, None]  # (4, 1, 1)
@@ -279,6 +312,11 @@ class BackpropPack:
         # w = w - learning_rate * d_w (and b with the mean), all nine rows at once.
         self.theta.sub_(self.lr * self.grad)
 
+    def select(self, keep: Tensor) -> BackpropPack:
+        """The members ``keep`` as a pack of their own: every op here is per job column (VML's
+        exp/log per element, products along each job's tree, sums down a job's column)."""
+        return BackpropPack([], [], state=(self.theta.index_select(1, keep), self.lr.index_select(0, keep)))
+
 
 class ExactPackedEngine:
     """The ``Engine`` that packs on the CPU with every member bit for bit equal to its solo run."""
@@ -301,6 +339,7 @@ class ExactPackedEngine:
         device: str = "cpu",
         on_progress: PackProgressCallback | None = None,
         progress_interval_s: float = 2.0,
+        stop: StopRule = NO_STOP,
     ) -> list[TrainResult]:
         check_jobs(variant, seeds, lrs)
         torch_device = torch.device(device)
@@ -323,4 +362,5 @@ class ExactPackedEngine:
             on_progress,
             progress_interval_s,
             single_threaded=True,
+            stop=stop,
         )

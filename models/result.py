@@ -21,3 +21,12 @@ class TrainResult:
     accuracy: float
     device_name: str = ""
     cpu_capability: str = ""
+    stopped_at_step: int | None = None
+    """The logged step at which an early-stopping rule (``models.stopping``) held, ``None`` if none did:
+    the run then trained ``stopped_at_step + 1`` steps and equals a run with that many steps."""
+    stop_reason: str | None = None
+    """Why it stopped: ``cost_below`` or ``solved`` (``None`` when it ran all its steps)."""
+
+    def steps_trained(self, steps: int) -> int:
+        """How many steps it trained, of the ``steps`` it was asked for."""
+        return steps if self.stopped_at_step is None else self.stopped_at_step + 1

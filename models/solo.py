@@ -13,6 +13,7 @@ from xorjobs.defaults import DEFAULT_LOG_EVERY, DEFAULT_STEPS
 from xorjobs.models.engine import CostChunk, PackedMemberError, PackProgressCallback
 from xorjobs.models.pack_loop import check_jobs
 from xorjobs.models.result import TrainResult
+from xorjobs.models.stopping import NO_STOP, StopRule
 from xorjobs.models.train import train
 
 
@@ -37,6 +38,7 @@ class SoloEngine:
         device: str = "cpu",
         on_progress: PackProgressCallback | None = None,
         progress_interval_s: float = 2.0,
+        stop: StopRule = NO_STOP,
     ) -> list[TrainResult]:
         """Each job as ``models.train`` runs it; ``PackedMemberError.partial_costs`` holds what a failed
         job handed to ``on_progress`` (its run keeps the rest)."""
@@ -58,6 +60,7 @@ class SoloEngine:
                     device=device,
                     on_progress=None if on_progress is None else relay,
                     progress_interval_s=progress_interval_s,
+                    stop=stop,
                 )
             except RuntimeError as error:
                 if error is relay.raised:
