@@ -6,6 +6,7 @@ import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Double,
     ForeignKey,
     Index,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -111,6 +113,15 @@ class Job(Base):
     hypothesis_json: Mapped[str | None] = mapped_column(Text)
     predicted_json: Mapped[str | None] = mapped_column(Text)
     accuracy: Mapped[float | None] = mapped_column(Double)
+    # Early stopping (revision 0005): the sweep's rule, copied like steps (a pack shares one rule), and
+    # where and why the job stopped, written with the result. steps_trained is NULL on rows stored
+    # before 0005 (they trained all their steps); stopped_at_step and stop_reason are NULL for a job
+    # that ran all its steps.
+    stop_below: Mapped[float | None] = mapped_column(Double)
+    stop_when_solved: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    steps_trained: Mapped[int | None] = mapped_column(Integer)
+    stopped_at_step: Mapped[int | None] = mapped_column(Integer)
+    stop_reason: Mapped[str | None] = mapped_column(String(20))
 
     @hybrid_property
     def attempts_used(self) -> int:
