@@ -3,13 +3,17 @@ point on a real SQLite store in XORJOBS_HOME (or a real process where a terminal
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import socket
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_main
+from tests.helpers import run_main, write_known_sweep
+from xorjobs.settings import get_settings
 
 Capsys = pytest.CaptureFixture[str]
 MP = pytest.MonkeyPatch
@@ -63,3 +67,20 @@ def test_a_malformed_broker_url_is_exit_2_naming_the_variable_and_nothing_is_sub
     code, out, err = run_main(["submit", "--variant", "nn", "--steps", "10"], monkeypatch, capsys)
     assert code == 2 and one_line_error(err).startswith(f"error: XORJOBS_BROKER_URL: {message}"), err
     assert "submitted" not in out and not (Path(os.environ["XORJOBS_HOME"]) / "xorjobs.db").exists()
+
+
+# --- results --csv has both costs ----------------------------------------------------------------------
+
+
+def test_results_csv_has_the_last_logged_cost_beside_the_final_cost(monkeypatch: MP, capsys: Capsys) -> None:
+    url = get_settings().resolved_database_url
+    sweep_id = write_known_sweep(url)
+    code, out, _ = run_main(["results", sweep_id, "--csv"], monkeypatch, capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and rows and "last_logged_cost" in rows[0] and "steps" in rows[0], out
+    _, out, _ = run_main(["results", sweep_id, "--json"], monkeypatch, capsys)
+    jobs = json.loads(out)["jobs"]
+    for row, job in zip(rows, jobs, strict=True):
+        expected = job["last_logged_cost"]
+        assert row["last_logged_cost"] == ("" if expected is None else str(expected)), (row, job)
+        assert row["steps"] == str(job["steps"]) and row["log_every"] == str(job["log_every"])

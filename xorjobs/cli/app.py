@@ -334,7 +334,7 @@ def results(
     if as_json:
         render.print_json({"sweep_id": result["sweep_id"], "jobs": result["jobs"]})
     elif as_csv:
-        render.write_csv(result["jobs"], render.RESULT_COLUMNS)
+        render.write_csv(result["jobs"], render.RESULT_CSV_COLUMNS)
     else:
         _print_results(result)
 

@@ -68,6 +68,9 @@ def counts_line(counts: dict[str, int]) -> str:
 
 JOB_COLUMNS = ("id", "variant", "seed", "lr", "device", "state")
 RESULT_COLUMNS = (*JOB_COLUMNS, "final_cost", "accuracy")
+RESULT_CSV_COLUMNS = (*JOB_COLUMNS, "steps", "log_every", "final_cost", "last_logged_cost", "accuracy")
+"""``results --csv``: the table's columns and what tells its two costs apart (the trained model's, and the
+one logged last, a step earlier; ``--json`` has both too), with the steps and interval they belong to."""
 
 
 def jobs_table(jobs: Sequence[dict[str, Any]], title: str, with_results: bool) -> Table:
