@@ -88,6 +88,15 @@ def test_logging_in_sets_an_httponly_samesite_strict_cookie_that_the_api_accepts
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
+def test_the_sweep_list_the_dashboard_polls_leaves_out_each_spec(
+    client: TestClient, store: tuple[str, str]
+) -> None:
+    log_in(client)
+    listed = client.get("/sweeps").json()["sweeps"]
+    assert [sweep["sweep_id"] for sweep in listed] == [store[1]] and "spec" not in listed[0]
+    assert client.get(f"/sweeps/{store[1]}").json()["spec"]["seeds"] == [1, 2, 3]  # one sweep keeps it
+
+
 def test_a_wrong_token_or_a_forged_cookie_gets_nothing(client: TestClient) -> None:
     response = log_in(client, token="guess")
     assert response.status_code == 401 and "not the API token" in response.text

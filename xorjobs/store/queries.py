@@ -52,6 +52,12 @@ def job_record(job: Job) -> JobRecord:
         "torch_version": job.torch_version,
         "cpu_capability": job.cpu_capability,
         "engine": job.engine,
+        "stop_below": job.stop_below,
+        "stop_when_solved": bool(job.stop_when_solved),
+        # Rows stored before revision 0005 have no steps_trained: they trained all their steps.
+        "steps_trained": (job.steps_trained or job.steps) if finished else None,
+        "stopped_at_step": job.stopped_at_step if finished else None,
+        "stop_reason": job.stop_reason if finished else None,
         "final_cost": _stored_float(job.final_cost, job.final_cost_kind) if finished else None,
         "last_logged_cost": _stored_float(job.last_logged_cost, job.last_logged_cost_kind)
         if finished
@@ -86,15 +92,17 @@ def _counts_by_sweep(session: Any, sweep_ids: list[str]) -> dict[str, dict[str, 
     return counts
 
 
-def _sweep_record(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
-    return {
+def _sweep_record(sweep: Sweep, counts: dict[str, int], with_spec: bool = True) -> dict[str, Any]:
+    record: dict[str, Any] = {
         "sweep_id": sweep.id,
         "name": sweep.name,
         "created_at": _iso(sweep.created_at),
         "size": sweep.job_count,
-        "spec": json.loads(sweep.spec_json),
         "counts": counts,
     }
+    if with_spec:
+        record["spec"] = json.loads(sweep.spec_json)
+    return record
 
 
 def list_sweeps(
@@ -111,7 +119,9 @@ def list_sweeps(
     with read_session(url) as session:
         sweeps = session.scalars(statement.order_by(Sweep.created_at.desc(), Sweep.id).limit(limit)).all()
         counts = _counts_by_sweep(session, [sweep.id for sweep in sweeps])
-        return [_sweep_record(sweep, counts[sweep.id]) for sweep in sweeps]
+        # No spec in the list: the dashboard polls it every second and a sweep of 10,000 seeds carries
+        # them all; one sweep's spec is in sweep_status (GET /sweeps/{id}, `xorjobs status --json`).
+        return [_sweep_record(sweep, counts[sweep.id], with_spec=False) for sweep in sweeps]
 
 
 def latest_sweep_id(url: str) -> str:
