@@ -179,11 +179,12 @@ class StateCounts(Shape):
 
 
 class SweepSummary(Shape):
+    """A sweep in the list: no spec (a sweep of 10,000 seeds would carry them all on every poll)."""
+
     sweep_id: str
     name: str | None
     created_at: Timestamp
     size: int = Field(description="Number of jobs")
-    spec: SweepSpec
     counts: StateCounts
 
 
@@ -192,6 +193,7 @@ class SweepList(Shape):
 
 
 class SweepStatus(SweepSummary):
+    spec: SweepSpec
     jobs: list[Job] = Field(description="In expansion order: variant, then seed, then lr")
 
 
