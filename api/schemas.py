@@ -148,6 +148,26 @@ class Job(Shape):
         description="The cost at the last logged step (computed before that step's update, as the seed does)"
     )
     accuracy: FiniteFloat | None
+    stop_below: FiniteFloat | None = Field(
+        default=None, description="Its sweep's early-stopping cost threshold (null: none)"
+    )
+    stop_when_solved: bool = Field(
+        default=False,
+        description="Whether it stops at the first logged step that labels all four inputs right",
+    )
+    steps_trained: int | None = Field(
+        default=None,
+        description="Steps it trained: its steps, or stopped_at_step + 1 when it stopped early; null until "
+        "it succeeded",
+    )
+    stopped_at_step: int | None = Field(
+        default=None,
+        description="The logged step where its early-stopping rule held (its results equal a run with "
+        "steps = stopped_at_step + 1); null when it ran all its steps",
+    )
+    stop_reason: Literal["cost_below", "solved"] | None = Field(
+        default=None, description="Why it stopped early: cost_below or solved; null when it did not"
+    )
     hypothesis: list[JsonFloat] | None = Field(description="The network's output for the four XOR inputs")
     predicted: list[FiniteFloat] | None = Field(description="The hypothesis thresholded at 0.5")
 

@@ -18,11 +18,17 @@ if TYPE_CHECKING:  # torch stays out of this module's imports (the Flower image 
 
 
 def outcome_of(
-    result: TrainResult, written: int, torch_version: str, variant: str, engine: str | None = None
+    result: TrainResult,
+    written: int,
+    torch_version: str,
+    variant: str,
+    engine: str | None = None,
+    steps: int | None = None,
 ) -> Outcome:
     """What the store writes for a finished run: the costs not yet written, and the result; its final
     cost is the trained model's (``models.trained_cost``), whatever engine trained it. ``engine`` is
-    the name of the engine that trained it (``models.engine.Engine.name``), kept with the job."""
+    the name of the engine that trained it (``models.engine.Engine.name``), kept with the job;
+    ``steps`` the steps it was asked for (its steps trained are fewer when it stopped early)."""
     from xorjobs.models.trained_cost import trained_cost  # torch: only in a process that trained
 
     return Outcome(
@@ -36,6 +42,9 @@ def outcome_of(
         cpu_capability=result.cpu_capability,
         torch_version=torch_version,
         engine=engine,
+        steps_trained=result.steps_trained(steps) if steps is not None else None,
+        stopped_at_step=result.stopped_at_step,
+        stop_reason=result.stop_reason,
     )
 
 

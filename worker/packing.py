@@ -88,6 +88,7 @@ def train_claims(claims: Sequence[Claim], engine: Engine, url: str, settings: Se
     import torch  # here, not at import time: CUDA is initialised only in the process that trains
 
     from xorjobs.models.engine import PackedMemberError
+    from xorjobs.models.stopping import StopRule
 
     leader = claims[0]
     if leader.device == "cuda" and not torch.cuda.is_available():
@@ -133,6 +134,7 @@ def train_claims(claims: Sequence[Claim], engine: Engine, url: str, settings: Se
                     device=leader.device,
                     on_progress=on_progress,
                     progress_interval_s=settings.progress_seconds,
+                    stop=StopRule(leader.stop_below, leader.stop_when_solved),
                 )
             )
         except PackedMemberError as failure:
@@ -145,7 +147,9 @@ def train_claims(claims: Sequence[Claim], engine: Engine, url: str, settings: Se
     for index, (claim, result) in enumerate(zip(claims, results, strict=True)):
         if result is None:
             continue
-        outcomes[claim] = outcome_of(result, written[index], torch.__version__, claim.variant, engine.name)
+        outcomes[claim] = outcome_of(
+            result, written[index], torch.__version__, claim.variant, engine.name, claim.steps
+        )
     for claim in claims:
         faults.at("before_final_commit", claim)
     lost = store_call(

@@ -33,6 +33,9 @@ class Claim:
     steps: int
     log_every: int
     device: str
+    stop_below: float | None = None
+    """Early stopping (``models.stopping``): the job's rule, the same for every member of a pack."""
+    stop_when_solved: bool = False
 
 
 def claim_job(
@@ -100,7 +103,18 @@ def _claim(
     ).first()
     if row is None:
         return None
-    return Claim(job.id, row.attempt, job.variant, job.seed, job.lr, job.steps, job.log_every, job.device)
+    return Claim(
+        job.id,
+        row.attempt,
+        job.variant,
+        job.seed,
+        job.lr,
+        job.steps,
+        job.log_every,
+        job.device,
+        job.stop_below,
+        job.stop_when_solved,
+    )
 
 
 def claim_values(worker: str, lease_seconds: float) -> dict[str, object]:

@@ -87,6 +87,9 @@ def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]
                 predicted_json=None,
                 accuracy=None,
                 engine=None,
+                steps_trained=None,
+                stopped_at_step=None,
+                stop_reason=None,
             )
             .returning(Job.id, Job.queue)
         ).all()

@@ -31,7 +31,8 @@ def claim_companions(
     Newest first because the queue delivers oldest first: the messages other workers take next are then
     for jobs still queued, so they start packs of their own at once instead of skipping through messages
     of jobs this pack already holds (measured: oldest-first left the second worker idle for a whole pack).
-    Compatible means same variant, device, steps and log interval (a pack never mixes them). Postgres
+    Compatible means same variant, device, steps, log interval and early-stopping rule (a pack never
+    mixes them). Postgres
     skips rows another worker is claiming (``FOR UPDATE SKIP LOCKED``); SQLite's BEGIN IMMEDIATE already
     serialises claims.
     """
@@ -56,6 +57,8 @@ def _claim_companions(
                 Job.device == leader.device,
                 Job.steps == leader.steps,
                 Job.log_every == leader.log_every,
+                Job.stop_below.is_not_distinct_from(leader.stop_below),  # NULL matches NULL
+                Job.stop_when_solved == leader.stop_when_solved,
                 Job.attempts_used < max_attempts,
                 Job.id != leader.job_id,
             )
@@ -76,7 +79,18 @@ def _claim_companions(
         ).all()
     order = {job_id: index for index, job_id in enumerate(ids)}
     claims = [
-        Claim(job_id, attempt, leader.variant, seed, lr, leader.steps, leader.log_every, leader.device)
+        Claim(
+            job_id,
+            attempt,
+            leader.variant,
+            seed,
+            lr,
+            leader.steps,
+            leader.log_every,
+            leader.device,
+            leader.stop_below,
+            leader.stop_when_solved,
+        )
         for job_id, attempt, seed, lr in rows
     ]
     return sorted(claims, key=lambda claim: order[claim.job_id])

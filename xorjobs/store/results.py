@@ -41,6 +41,12 @@ class Outcome:
     """The cost at the last logged step (before that step's update, as the seed prints it)."""
     engine: str | None = None
     """The engine that trained it (``models.engine.Engine.name``: solo, exact, native, batched)."""
+    steps_trained: int | None = None
+    """How many steps it trained: its ``steps``, or ``stopped_at_step + 1`` when it stopped early."""
+    stopped_at_step: int | None = None
+    """The logged step where its early-stopping rule held (``None``: it ran all its steps)."""
+    stop_reason: str | None = None
+    """``cost_below`` or ``solved`` when it stopped early."""
 
 
 def write_results_in_transaction(session: Session, results: Sequence[tuple[str, int, Outcome]]) -> None:
@@ -72,6 +78,9 @@ def write_results_in_transaction(session: Session, results: Sequence[tuple[str, 
             cpu_capability=bindparam("new_cpu_capability"),
             torch_version=bindparam("new_torch_version"),
             engine=bindparam("new_engine"),
+            steps_trained=bindparam("new_steps_trained"),
+            stopped_at_step=bindparam("new_stopped_at_step"),
+            stop_reason=bindparam("new_stop_reason"),
         )
     )
     parameters = []
@@ -93,6 +102,9 @@ def write_results_in_transaction(session: Session, results: Sequence[tuple[str, 
                 "new_cpu_capability": outcome.cpu_capability,
                 "new_torch_version": outcome.torch_version,
                 "new_engine": outcome.engine,
+                "new_steps_trained": outcome.steps_trained,
+                "new_stopped_at_step": outcome.stopped_at_step,
+                "new_stop_reason": outcome.stop_reason,
             }
         )
     session.connection().execute(statement, parameters)

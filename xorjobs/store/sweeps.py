@@ -59,6 +59,8 @@ def create_sweep(url: str, spec: SweepSpec, idempotency_key: str | None = None) 
             "lr": job.lr,
             "steps": spec.steps,
             "log_every": spec.log_every,
+            "stop_below": spec.stop_below,
+            "stop_when_solved": spec.stop_when_solved,
             "device": spec.device,
             "queue": spec.queue,
             "state": JobState.QUEUED,
