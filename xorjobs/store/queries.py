@@ -58,12 +58,6 @@ def job_record(job: Job) -> JobRecord:
         "steps_trained": (job.steps_trained or job.steps) if finished else None,
         "stopped_at_step": job.stopped_at_step if finished else None,
         "stop_reason": job.stop_reason if finished else None,
-        "stop_below": job.stop_below,
-        "stop_when_solved": bool(job.stop_when_solved),
-        # Rows stored before revision 0005 have no steps_trained: they trained all their steps.
-        "steps_trained": (job.steps_trained or job.steps) if finished else None,
-        "stopped_at_step": job.stopped_at_step if finished else None,
-        "stop_reason": job.stop_reason if finished else None,
         "final_cost": _stored_float(job.final_cost, job.final_cost_kind) if finished else None,
         "last_logged_cost": _stored_float(job.last_logged_cost, job.last_logged_cost_kind)
         if finished
