@@ -287,6 +287,13 @@ class GroupStatistics(Shape):
     converged: int
     steps_to_converge_median: int | FiniteFloat | None
     diverged: int = Field(description="Jobs with a NaN or infinite cost")
+    stopped: int = Field(default=0, description="Succeeded jobs that stopped early (early stopping)")
+    stopped_at_median: int | FiniteFloat | None = Field(
+        default=None, description="Median logged step where the stopped jobs' rule held (steps to solve)"
+    )
+    steps_trained_median: int | FiniteFloat | None = Field(
+        default=None, description="Median steps the succeeded jobs trained (fewer when they stopped early)"
+    )
 
 
 class SummaryGroup(GroupStatistics, GroupKey):  # GroupKey's fields first, as the JSON has them

@@ -17,7 +17,11 @@ The definitions, per group of jobs:
   left out); ``final_cost_std`` is the sample standard deviation (n - 1);
 - a job's *steps to converge* is the first logged step at which its cost is below ``threshold``;
   ``converged`` counts the succeeded jobs that got there and ``steps_to_converge_median`` is the median
-  over those.
+  over those;
+- early stopping (``models.stopping``): ``stopped`` counts the succeeded jobs that stopped early,
+  ``stopped_at_median`` is the median of the logged steps where their rule held (their steps to solve,
+  by the sweep's own rule), and ``steps_trained_median`` the median steps the succeeded jobs trained
+  (``steps``, or ``stopped_at_step + 1`` for a stopped one): the compute the group used.
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ class JobFindings:
     final_cost: float | None
     steps_to_converge: int | None
     diverged: bool
+    steps_trained: int | None = None
+    stopped_at_step: int | None = None
 
 
 def job_findings(job: Mapping[str, Any], costs: CostCurve, threshold: float) -> JobFindings:
@@ -111,7 +117,13 @@ def job_findings(job: Mapping[str, Any], costs: CostCurve, threshold: float) -> 
         if succeeded
         else None,
         diverged=diverged,
+        steps_trained=_optional_int(job.get("steps_trained", job.get("steps"))) if succeeded else None,
+        stopped_at_step=_optional_int(job.get("stopped_at_step")) if succeeded else None,
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def summarize(
@@ -148,6 +160,8 @@ def group_statistics(findings: Sequence[JobFindings]) -> dict[str, Any]:
         item.final_cost for item in findings if item.final_cost is not None and math.isfinite(item.final_cost)
     ]
     steps = [item.steps_to_converge for item in findings if item.steps_to_converge is not None]
+    stopped_at = [item.stopped_at_step for item in findings if item.stopped_at_step is not None]
+    trained = [item.steps_trained for item in findings if item.steps_trained is not None]
     return {
         "jobs": len(findings),
         "succeeded": succeeded,
@@ -163,6 +177,9 @@ def group_statistics(findings: Sequence[JobFindings]) -> dict[str, Any]:
         "converged": len(steps),
         "steps_to_converge_median": _plain_number(statistics.median(steps)) if steps else None,
         "diverged": sum(1 for item in findings if item.diverged),
+        "stopped": len(stopped_at),
+        "stopped_at_median": _plain_number(statistics.median(stopped_at)) if stopped_at else None,
+        "steps_trained_median": _plain_number(statistics.median(trained)) if trained else None,
     }
 
 
@@ -182,6 +199,9 @@ SUMMARY_STATISTICS: tuple[str, ...] = (
     "converged",
     "steps_to_converge_median",
     "diverged",
+    "stopped",
+    "stopped_at_median",
+    "steps_trained_median",
 )
 """The CSV columns after the group fields (the interval split into its two bounds)."""
 

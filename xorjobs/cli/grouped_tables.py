@@ -42,7 +42,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"sweep {summary['sweep_id']} by {by_text}", title_justify="left")
     for name in summary["by"]:
         table.add_column(name, justify="right" if name in ("lr", "seed") else "left")
-    headers = (
+    headers: tuple[str, ...] = (
         "jobs",
         "succeeded/failed",
         "solve rate [95% CI]",
@@ -51,11 +51,15 @@ def summary_table(summary: dict[str, Any]) -> Table:
         f"median steps to cost < {summary['threshold']:g} (converged)",
         "diverged",
     )
+    # Early stopping's columns only for sweeps where a job stopped early (the rest trained all steps).
+    stopping = any(group.get("stopped") for group in summary["groups"])
+    if stopping:
+        headers += ("stopped (median step)", "median steps trained")
     for header in headers:
         table.add_column(header, justify="right")
     for group in summary["groups"]:
         steps = group["steps_to_converge_median"]
-        table.add_row(
+        cells = [
             *_group_cells(summary, group),
             str(group["jobs"]),
             f"{group['succeeded']}/{group['failed']}",
@@ -64,8 +68,19 @@ def summary_table(summary: dict[str, Any]) -> Table:
             render.number(group["final_cost_median"], 4),
             f"{'-' if steps is None else steps} ({group['converged']})",
             str(group["diverged"]),
-        )
+        ]
+        if stopping:
+            cells += [_stopped_cell(group), _or_dash(group.get("steps_trained_median"))]
+        table.add_row(*cells)
     return table
+
+
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _stopped_cell(group: dict[str, Any]) -> str:
+    return f"{group.get('stopped', 0)} ({_or_dash(group.get('stopped_at_median'))})"
 
 
 def print_summary(summary: dict[str, Any], as_json: bool, as_csv: bool) -> None:
@@ -91,6 +106,7 @@ def compare_table(comparison: dict[str, Any]) -> Table:
         ("final cost median", lambda group: render.number(group["final_cost_median"], 4)),
         ("median steps", lambda group: str(group["steps_to_converge_median"] or "-")),
         ("diverged", lambda group: str(group["diverged"])),
+        ("steps trained", lambda group: _or_dash(group.get("steps_trained_median"))),
     ]
     for label, _ in metrics:
         table.add_column(f"{label} A", justify="right")

@@ -68,18 +68,32 @@ def counts_line(counts: dict[str, int]) -> str:
 
 JOB_COLUMNS = ("id", "variant", "seed", "lr", "device", "state")
 RESULT_COLUMNS = (*JOB_COLUMNS, "final_cost", "accuracy")
-RESULT_CSV_COLUMNS = (*JOB_COLUMNS, "steps", "log_every", "final_cost", "last_logged_cost", "accuracy")
+RESULT_CSV_COLUMNS = (
+    *JOB_COLUMNS,
+    "steps",
+    "log_every",
+    "final_cost",
+    "last_logged_cost",
+    "accuracy",
+    "steps_trained",
+    "stopped_at_step",
+    "stop_reason",
+)
 """``results --csv``: the table's columns and what tells its two costs apart (the trained model's, and the
 one logged last, a step earlier; ``--json`` has both too), with the steps and interval they belong to."""
 
 
 def jobs_table(jobs: Sequence[dict[str, Any]], title: str, with_results: bool) -> Table:
     table = Table(title=safe(title), title_justify="left")
-    columns = RESULT_COLUMNS if with_results else (*JOB_COLUMNS, "attempt")
+    columns: tuple[str, ...] = RESULT_COLUMNS if with_results else (*JOB_COLUMNS, "attempt")
+    if with_results and any(job.get("stop_below") is not None or job.get("stop_when_solved") for job in jobs):
+        columns = (*columns, "steps_trained")  # early stopping: how far each job trained
     for column in columns:
         table.add_column(
-            column,
-            justify="right" if column in ("seed", "lr", "final_cost", "accuracy", "attempt") else "left",
+            "steps" if column == "steps_trained" else column,
+            justify="right"
+            if column in ("seed", "lr", "final_cost", "accuracy", "attempt", "steps_trained")
+            else "left",
         )
     for job in jobs:
         cells = []
