@@ -73,11 +73,12 @@ def test_the_plotted_medians_and_bands_are_the_stored_costs(known: tuple[Service
     axes = figure.axes[0]
     assert axes.get_yscale() == "log" and axes.get_xlabel() == "step"
     lines = {line.get_label(): line for line in axes.get_lines()}
+    # The legend counts the jobs with costs: each lr 0.5 group has one job (queued, cancelled) without.
     assert set(lines) == {
         "variant=nn, lr=1.0 (3 jobs)",
-        "variant=nn, lr=0.5 (3 jobs)",
+        "variant=nn, lr=0.5 (2 jobs)",
         "variant=backprop, lr=1.0 (3 jobs)",
-        "variant=backprop, lr=0.5 (3 jobs)",
+        "variant=backprop, lr=0.5 (2 jobs)",
         "threshold 0.05",
     }
     # backprop, lr 1 (three seeds): medians of (0.6, 0.8, 0.7), (0.02, 0.04, 0.2), (0.001, 0.002, 0.006).
@@ -88,7 +89,7 @@ def test_the_plotted_medians_and_bands_are_the_stored_costs(known: tuple[Service
     nn = lines["variant=nn, lr=1.0 (3 jobs)"]
     assert ys(nn) == pytest.approx([0.7, (0.04 + 0.3) / 2, (0.01 + 0.03) / 2])
     # nn, lr 0.5: the failed job logged step 0 only, so step 0 has two values and the others one.
-    assert ys(lines["variant=nn, lr=0.5 (3 jobs)"]) == pytest.approx([0.7, 0.6, 0.5])
+    assert ys(lines["variant=nn, lr=0.5 (2 jobs)"]) == pytest.approx([0.7, 0.6, 0.5])
     # The interquartile band of backprop lr 1 at step 100: 25th and 75th percentile of 0.02, 0.04, 0.2.
     # Bands are drawn in the groups' order, as the lines are: backprop lr 1 is the third group.
     band = axes.collections[2]
@@ -105,8 +106,9 @@ def test_the_median_curve_follows_the_store_when_a_cost_changes(known: tuple[Ser
     costs[one["id"]] = [[0, 0.6], [100, 0.5], [200, 0.4]]
     figure = plots.sweep_figure(sweep_id, jobs, costs, ["variant"])
     lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
-    # backprop (both lrs; the cancelled job has no costs): step 200 holds 0.4, 0.002, 0.006, 0.2, 0.04.
-    assert ys(lines["variant=backprop (6 jobs)"])[2] == pytest.approx(0.04)
+    # backprop (both lrs; the cancelled job has no costs, so 5 are counted): step 200 holds 0.4, 0.002,
+    # 0.006, 0.2, 0.04.
+    assert ys(lines["variant=backprop (5 jobs)"])[2] == pytest.approx(0.04)
 
 
 def test_the_job_plot_is_the_jobs_curve_without_its_non_finite_points(known: tuple[Service, str]) -> None:

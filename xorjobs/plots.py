@@ -71,7 +71,7 @@ def sweep_figure(
     """
     groups: dict[str, list[CostCurve]] = {}
     for job in jobs:
-        groups.setdefault(group_label(job, by), []).append(costs_by_job.get(job["id"], []))
+        groups.setdefault(group_label(job, by), []).append(held_curve(job, costs_by_job.get(job["id"], [])))
     figure, axes = _new_figure()
     colours = _colours(len(groups))
     for (label, curves), colour in zip(groups.items(), colours, strict=True):
@@ -79,13 +79,32 @@ def sweep_figure(
         if not steps:
             continue
         axes.fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
-        axes.plot(steps, median, color=colour, linewidth=1.8, label=f"{label} ({len(curves)} jobs)")
+        # The count is of the curves drawn: a queued or cancelled job has none to add to the median.
+        drawn = sum(1 for curve in curves if curve)
+        axes.plot(steps, median, color=colour, linewidth=1.8, label=f"{label} ({drawn} jobs)")
     if threshold is not None:
         axes.axhline(threshold, color="0.4", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     by_text = ", ".join(by) if by else "all jobs"
-    axes.set_title(f"sweep {sweep_id}: median cost by {by_text} (band: 25th–75th percentile)", fontsize=10)
+    stopping = any(job.get("stopped_at_step") is not None for job in jobs)
+    held = "; stopped jobs hold their final cost" if stopping else ""
+    axes.set_title(
+        f"sweep {sweep_id}: median cost by {by_text} (band: 25th–75th percentile{held})", fontsize=10
+    )
     _finish(axes, with_legend=len(groups) <= MAX_LEGEND_ENTRIES)
     return figure
+
+
+def held_curve(job: Mapping[str, Any], costs: CostCurve) -> CostCurve:
+    """A job's curve for a group's median: a job that stopped early (``models.stopping``) holds its
+    trained model's cost at the logged steps after it stopped, as a model that is done would, so the
+    median and band do not drift up as the solved jobs leave the group (survivors only are the slow
+    ones). The job's own plot (``job_figure``) shows only what was logged."""
+    stopped_at, final = job.get("stopped_at_step"), job.get("final_cost")
+    if stopped_at is None or final is None:
+        return costs
+    every, steps = int(job["log_every"]), int(job["steps"])
+    held = float(final)
+    return [*costs, *((step, held) for step in range(int(stopped_at) + every, steps, every))]
 
 
 def job_figure(job: Mapping[str, Any], costs: CostCurve) -> Figure:
@@ -99,17 +118,18 @@ def job_figure(job: Mapping[str, Any], costs: CostCurve) -> Figure:
     )
     final = job.get("final_cost")
     accuracy = job.get("accuracy")
+    trained = int(job.get("steps_trained") or job["steps"])
     if final is not None and math.isfinite(float(final)) and float(final) > 0:
-        # The trained model's cost belongs after the last update, at step ``steps``: the logged costs are
-        # each computed before their step's update.
-        axes.plot(
-            [int(job["steps"])], [float(final)], marker="o", linestyle="none", color="#d62728", label="final"
-        )
+        # The trained model's cost belongs after the last update, at the step count it trained (``steps``,
+        # or fewer when it stopped early): the logged costs are each computed before their step's update.
+        axes.plot([trained], [float(final)], marker="o", linestyle="none", color="#d62728", label="final")
     details = [f"{job['variant']}", f"seed {job['seed']}", f"lr {job['lr']:g}", str(job["state"])]
     if final is not None:
         details.append(f"final cost {float(final):.4g}")
     if accuracy is not None:
         details.append(f"accuracy {float(accuracy):g}")
+    if job.get("stopped_at_step") is not None:
+        details.append(f"stopped at step {job['stopped_at_step']} ({job.get('stop_reason')})")
     hidden = len(points) - len(shown)
     if hidden:
         details.append(f"{hidden} non-finite or non-positive point(s) not shown")
