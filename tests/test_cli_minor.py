@@ -7,13 +7,19 @@ import csv
 import io
 import json
 import os
+import signal
 import socket
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import run_main, write_known_sweep
+from tests.services import XORJOBS, clean_env, wait_until
 from xorjobs.settings import get_settings
+from xorjobs.store import control, queries
 
 Capsys = pytest.CaptureFixture[str]
 MP = pytest.MonkeyPatch
@@ -84,3 +90,48 @@ def test_results_csv_has_the_last_logged_cost_beside_the_final_cost(monkeypatch:
         expected = job["last_logged_cost"]
         assert row["last_logged_cost"] == ("" if expected is None else str(expected)), (row, job)
         assert row["steps"] == str(job["steps"]) and row["log_every"] == str(job["log_every"])
+
+
+# --- submit --wait: ends with run's summary line; Ctrl-C says the sweep goes on -------------------------
+
+
+def _latest_sweep(url: str) -> str | None:
+    try:
+        return queries.latest_sweep_id(url)
+    except Exception:  # no store or no sweep yet
+        return None
+
+
+def test_submit_wait_ends_with_the_summary_line_run_prints(monkeypatch: MP, capsys: Capsys) -> None:
+    url = get_settings().resolved_database_url
+
+    def cancel_once_submitted() -> None:  # no worker here: the sweep ends by being cancelled
+        control.cancel(url, wait_until(lambda: _latest_sweep(url), 30, "the sweep"))
+
+    canceller = threading.Thread(target=cancel_once_submitted)
+    canceller.start()
+    code, out, err = run_main(["submit", "--variant", "nn", "--steps", "10", "--wait"], monkeypatch, capsys)
+    canceller.join()
+    assert code == 1, err  # the command worked, a job was cancelled
+    assert out.strip().splitlines()[-1] == "cancelled 1", out
+
+
+def test_ctrl_c_during_submit_wait_says_the_sweep_goes_on_and_how_to_watch_it(tmp_path: Path) -> None:
+    env = clean_env(XORJOBS_HOME=str(tmp_path / "home"))
+    url = f"sqlite:///{tmp_path / 'home' / 'xorjobs.db'}"
+    process = subprocess.Popen(
+        [XORJOBS, "submit", "--variant", "nn", "--steps", "10", "--wait"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sweep_id = wait_until(lambda: _latest_sweep(url), 60, "the sweep")
+    time.sleep(1)  # in the wait by now (nothing trains it: no worker)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    said = f"interrupted: stopped waiting; sweep {sweep_id} goes on (queued 1): "
+    how = f"`xorjobs status --watch {sweep_id}` watches it, `xorjobs cancel {sweep_id}` stops it"
+    assert said + how in err, err

@@ -46,7 +46,7 @@ from xorjobs.cli.sweep_options import (
     build_spec,
     flags_given,
 )
-from xorjobs.cli.waiting import wait_for_sweep
+from xorjobs.cli.waiting import wait_or_leave_running
 from xorjobs.client import Backend, backend_for
 from xorjobs.defaults import DEFAULT_STEPS, SWEEP_ID_PREFIX
 from xorjobs.errors import NotFound, XorjobsError
@@ -149,7 +149,7 @@ def submit(
     created = bool(result.get("created", True))
     payload = {"sweep_id": result["sweep_id"], "created": created, "jobs": result["jobs"]}
     if wait:
-        status = wait_for_sweep(lambda: backend.status(result["sweep_id"]))
+        status = wait_or_leave_running(lambda: backend.status(result["sweep_id"]), str(result["sweep_id"]))
         payload = {"sweep_id": status["sweep_id"], "created": created, "jobs": status["jobs"]}
     if as_json:
         render.print_json(payload)
@@ -158,8 +158,10 @@ def submit(
         sweep_id = render.safe(result["sweep_id"])
         render.stdout.print(f"{verb} sweep [bold]{sweep_id}[/] with {len(result['jobs'])} job(s)")
         render.print_jobs(payload["jobs"], sweep_id=str(result["sweep_id"]))
+        if wait:
+            render.stdout.print(render.counts_line(status["counts"]))  # the summary line `run` ends with
     if wait:
-        _exit_for(backend.status(result["sweep_id"]))
+        _exit_for(status)
 
 
 @app.command()

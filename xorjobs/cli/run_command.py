@@ -12,7 +12,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from xorjobs.cli import render
-from xorjobs.cli.waiting import wait_for_sweep
+from xorjobs.cli.waiting import wait_for_sweep, wait_or_leave_running
 from xorjobs.client.http import HttpBackend
 from xorjobs.errors import NoCuda, Unreachable
 from xorjobs.service import Service
@@ -33,7 +33,7 @@ def run_sweep(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
         submitted = backend.submit(spec, None)
         for warning in submitted.get("warnings", []):
             render.stderr.print(f"warning: {warning}")
-        wait_for_sweep(lambda: backend.status(submitted["sweep_id"]))
+        wait_or_leave_running(lambda: backend.status(submitted["sweep_id"]), str(submitted["sweep_id"]))
         return backend.results(submitted["sweep_id"])
     return _run_in_process(spec, settings)
 
