@@ -86,10 +86,8 @@ def sweep_figure(
         axes.axhline(threshold, color="0.4", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     by_text = ", ".join(by) if by else "all jobs"
     stopping = any(job.get("stopped_at_step") is not None for job in jobs)
-    held = "; stopped jobs hold their final cost" if stopping else ""
-    axes.set_title(
-        f"sweep {sweep_id}: median cost by {by_text} (band: 25th–75th percentile{held})", fontsize=10
-    )
+    band = "IQR band; stopped jobs keep their final cost" if stopping else "band: 25th–75th percentile"
+    axes.set_title(f"sweep {sweep_id}: median cost by {by_text} ({band})", fontsize=10)
     _finish(axes, with_legend=len(groups) <= MAX_LEGEND_ENTRIES)
     return figure
 
@@ -129,7 +127,7 @@ def job_figure(job: Mapping[str, Any], costs: CostCurve) -> Figure:
     if accuracy is not None:
         details.append(f"accuracy {float(accuracy):g}")
     if job.get("stopped_at_step") is not None:
-        details.append(f"stopped at step {job['stopped_at_step']} ({job.get('stop_reason')})")
+        details.append(f"stopped at {job['stopped_at_step']}")
     hidden = len(points) - len(shown)
     if hidden:
         details.append(f"{hidden} non-finite or non-positive point(s) not shown")
