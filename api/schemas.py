@@ -359,6 +359,46 @@ class WorkerList(Shape):
     workers: list[WorkerRecord]
 
 
+# --- verify (issue 12 §6) -----------------------------------------------------------------------------
+
+
+class RunOrigin(Shape):
+    """What made a run: the device, its name, the CPU capability torch used, the torch version."""
+
+    device: str | None
+    device_name: str | None
+    cpu_capability: str | None
+    torch_version: str | None
+    engine: str | None = Field(
+        default=None, description="The stored job's engine (solo, exact, native, batched)"
+    )
+
+
+class VerifyReport(Shape):
+    """A stored job re-run solo by a worker (``xorjobs.verification.verify_report``)."""
+
+    job_id: str
+    identical: bool = Field(
+        description="Every logged cost, the hypothesis, the labels and the accuracy: same bits"
+    )
+    device: str = Field(description="Where the re-run ran")
+    steps_compared: int
+    max_abs_cost_diff: JsonFloat = Field(description="Over the logged steps; 0 when identical")
+    max_rel_cost_diff: JsonFloat
+    first_differing_step: int | None = Field(description="The first logged step whose cost differs")
+    costs_identical: bool
+    hypothesis_identical: bool
+    labels_agree: bool
+    accuracy_agrees: bool
+    stored_accuracy: JsonFloat | None
+    rerun_accuracy: JsonFloat | None
+    stored: RunOrigin
+    here: RunOrigin
+    note: str | None = Field(
+        description="Another device, CPU capability or torch version made the stored job"
+    )
+
+
 # --- bodies that are not JSON ------------------------------------------------------------------------
 
 

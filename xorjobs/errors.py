@@ -97,3 +97,11 @@ class StoreNotAtHead(XorjobsError):
 
     exit_code = 4
     http_status = 503
+
+
+class NoAnswer(XorjobsError):
+    """No worker answered a request in time (``POST /jobs/{id}/verify``: none serves the queue, or all are
+    busy): 504 from the API, exit 4 from the CLI, as an unreachable service is."""
+
+    exit_code = 4
+    http_status = 504

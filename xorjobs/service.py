@@ -12,6 +12,7 @@ from celery import Celery
 
 from xorjobs import analysis
 from xorjobs.analysis import DEFAULT_THRESHOLD
+from xorjobs.defaults import VERIFY_WAIT_SECONDS
 from xorjobs.export_formats import ExportFormat
 from xorjobs.filters import DEFAULT_ORDER, NO_JOB_FILTER, NO_SWEEP_FILTER, JobFilter, JobOrder, SweepFilter
 from xorjobs.queue import make_celery, publish
@@ -23,6 +24,7 @@ from xorjobs.store.export import curves_by_job, export_text
 from xorjobs.store.schema import check_readable, check_servable, ensure_schema
 from xorjobs.store.sweeps import mark_published
 from xorjobs.submit import submit_sweep
+from xorjobs.verify_request import verify_on_worker
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -189,6 +191,20 @@ class Service:
     def delete_sweep(self, sweep_id: str, cancel_active: bool = False) -> dict[str, Any]:
         url = self._store()
         return {"deleted": [housekeeping.delete_sweep(url, sweep_id, cancel_active).as_dict()]}
+
+    def verify(self, job_id: str, device: str | None = None) -> dict[str, Any]:
+        """Re-run ``job_id`` solo in this process and compare (``xorjobs verify`` without an API). Needs
+        torch: the API calls ``verify_on_worker`` instead."""
+        url = self._store()
+        from xorjobs.worker.verify import verify_stored_job
+
+        return verify_stored_job(url, job_id, device)
+
+    def verify_on_worker(
+        self, job_id: str, device: str | None = None, timeout: float = VERIFY_WAIT_SECONDS
+    ) -> dict[str, Any]:
+        """``POST /jobs/{id}/verify``: a worker of the device's queue re-runs the job; wait for its report."""
+        return verify_on_worker(self._store(), self.celery, job_id, device, timeout)
 
     def prune(self, older_than_seconds: float, dry_run: bool) -> dict[str, Any]:
         """Delete the finished sweeps that ended more than ``older_than_seconds`` ago (or list them)."""

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
 
 from xorjobs.api.deps import CacheBuster, ServiceDep, reject_unknown_query
-from xorjobs.api.schemas import NO_JOB, PLOT_HEADERS, PNG_RESPONSE, Cancelled, Job, JobCosts, reply
+from xorjobs.api.schemas import (
+    NO_JOB,
+    PLOT_HEADERS,
+    PNG_RESPONSE,
+    Cancelled,
+    Job,
+    JobCosts,
+    VerifyReport,
+    error_responses,
+    reply,
+)
+from xorjobs.defaults import MAX_VERIFY_WAIT_SECONDS, VERIFY_WAIT_SECONDS
+from xorjobs.spec import Device
 
 router = APIRouter(
     prefix="/jobs", tags=["jobs"], responses=NO_JOB, dependencies=[Depends(reject_unknown_query)]
@@ -40,3 +54,29 @@ def job_plot(
 @router.post("/{job_id}/cancel", summary="Cancel one job")
 def cancel_job(job_id: str, service: ServiceDep) -> Cancelled:
     return reply(Cancelled, service.cancel(job_id))
+
+
+@router.post(
+    "/{job_id}/verify",
+    summary="Re-run a stored job solo on a worker and compare it bit for bit",
+    responses=error_responses(
+        {
+            422: "The job did not succeed (nothing to compare), or the worker has no CUDA for device=cuda",
+            503: "The store or the broker cannot be reached",
+            504: "No worker of the device's queue answered within the timeout",
+        }
+    ),
+)
+def verify_job(
+    job_id: str,
+    service: ServiceDep,
+    device: Annotated[
+        Device | None, Query(description="Where to re-run: cpu or cuda (default: the job's)")
+    ] = None,
+    timeout: Annotated[
+        float, Query(gt=0, le=MAX_VERIFY_WAIT_SECONDS, description="Seconds to wait for a worker's report")
+    ] = VERIFY_WAIT_SECONDS,
+) -> VerifyReport:
+    # A plain ``def``: the wait for the worker runs in FastAPI's thread pool, off the event loop. The re-run
+    # itself is a worker's (a Celery task on the device's queue): this process never imports torch.
+    return reply(VerifyReport, service.verify_on_worker(job_id, device, timeout))

@@ -408,6 +408,7 @@ from xorjobs.cli import (  # noqa: E402  (each module registers its commands)
     plot_command,
     services,
     spec_command,
+    verify_command,
     workers_command,
 )
 
@@ -418,6 +419,7 @@ plot_command.register(app)
 spec_command.register(app)
 housekeeping_commands.register(app)  # delete, prune
 workers_command.register(app)
+verify_command.register(app)
 
 
 def _settings_error(error: ValidationError) -> str:

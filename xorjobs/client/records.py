@@ -145,11 +145,11 @@ class SweepInfo:
     """One line of ``client.sweeps()``: a sweep's name, size, spec and state counts."""
 
     sweep_id: str
-    name: str | None
-    created_at: str
-    size: int
-    spec: Mapping[str, Any]
-    counts: Mapping[str, int]
+    name: str | None = None
+    created_at: str | None = None
+    size: int = 0
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    counts: Mapping[str, int] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -175,7 +175,10 @@ class Summary:
         known["by"] = tuple(known.get("by", ()))
         known["threshold"] = float(number(known["threshold"]) or 0.0)
         known["groups"] = tuple(
-            {key: number(value) if value in _NON_FINITE else value for key, value in group.items()}
+            {
+                key: number(value) if isinstance(value, str) and value in _NON_FINITE else value
+                for key, value in group.items()
+            }
             for group in known.get("groups", ())
         )
         return cls(**known, extra=extra)

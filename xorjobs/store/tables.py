@@ -32,6 +32,7 @@ __all__ = [
     "RecoveryEvent",
     "Sweep",
     "UtcDateTime",
+    "Verification",
     "Worker",
 ]
 
@@ -172,3 +173,22 @@ class RecoveryEvent(Base):
 
     action: Mapped[str] = mapped_column(String(40), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Verification(Base):
+    """A request of ``POST /jobs/{id}/verify`` and, once a worker re-ran the job, its report (issue 12 §6).
+
+    The API (which never imports torch) writes the request and waits for ``answered_at``; the worker that
+    took ``xorjobs.verify_job`` writes the report (or the error and its HTTP status). Only the store and
+    the broker are shared, so API and worker may be on different hosts."""
+
+    __tablename__ = "verifications"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    device: Mapped[str | None] = mapped_column(String(10))
+    requested_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    report_json: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_status: Mapped[int | None] = mapped_column(SmallInteger)

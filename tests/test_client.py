@@ -1,0 +1,115 @@
+"""The Python client (issue 12 §5): ``from xorjobs import Client``, in this process on the embedded store
+(``wait`` trains here, twice in one process, on two stores) and over HTTP against a real API and worker."""
+
+from __future__ import annotations
+
+import builtins
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import Cluster
+from tests.services import start_api
+from xorjobs import Client
+from xorjobs.client import Job, SweepStatus
+from xorjobs.errors import InvalidSpec, NotFound
+from xorjobs.settings import Settings, get_settings
+
+
+def test_embedded_submit_and_wait_twice_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in a notebook: two sweeps trained by this process, one after the other, then a client on a
+    second XORJOBS_HOME in the same process trains into its own store (not the first one's)."""
+    client = Client()
+    assert client.trains_here and not client.over_http
+    first = client.submit(variants=["nn"], seeds=[1, 2], steps=201, log_every=100)
+    status = first.wait(progress=False)
+    assert isinstance(status, SweepStatus) and status.ok and status.counts["succeeded"] == 2
+    second = client.submit(variants=["backprop"], lrs=[0.5, 1.0], steps=101)
+    assert second.wait(progress=False).ok
+
+    results = first.results(sort="final_cost")
+    assert [type(job) for job in results] == [Job, Job] and all(job.state == "succeeded" for job in results)
+    assert results[0].final_cost is not None and results[0].final_cost <= (results[1].final_cost or 0)
+    assert results[0].costs is not None and [step for step, _ in results[0].costs] == [0, 100, 200]
+    summary = second.summary(by="lr")
+    assert [group["lr"] for group in summary.groups] == [0.5, 1.0]
+    assert all(group["jobs"] == 1 for group in summary.groups)
+    assert [job.seed for job in first.status(seeds=[2]).jobs] == [2]
+
+    other_home = tmp_path / "other-home"
+    monkeypatch.setenv("XORJOBS_HOME", str(other_home))
+    get_settings.cache_clear()
+    other = Client()
+    third = other.submit(variants=["nn"], steps=11)
+    assert third.wait(progress=False).ok
+    assert {sweep.sweep_id for sweep in other.sweeps()} == {third.id}
+    assert {sweep.sweep_id for sweep in client.sweeps()} == {first.id, second.id}
+    with pytest.raises(NotFound):
+        client.sweep(third.id).status()
+
+
+def test_embedded_retry_cancel_and_bad_input() -> None:
+    client = Client(settings=Settings(home=Path(os.environ["XORJOBS_HOME"])))
+    sweep = client.submit({"variants": ["nn"], "seeds": [1, 2]}, steps=11)
+    assert len(sweep.cancel()) == 2
+    assert sweep.status().counts["cancelled"] == 2
+    assert sorted(sweep.retry()) == sorted(job.id for job in sweep.status().jobs)
+    assert sweep.wait(progress=False).ok
+    with pytest.raises(InvalidSpec, match="steps"):
+        client.submit(variants=["nn"], steps=0)
+
+
+def test_results_frame_needs_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = Client()
+    sweep = client.submit(variants=["nn"], steps=11)
+    sweep.wait(progress=False)
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        frame = sweep.results_frame()
+        assert list(frame["variant"]) == ["nn"] and frame["final_cost"].notna().all()
+    real_import = builtins.__import__
+
+    def no_pandas(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.split(".")[0] == "pandas":
+            raise ModuleNotFoundError("No module named 'pandas'", name="pandas")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pandas)
+    with pytest.raises(ImportError, match=r"pip install 'xorjobs\[pandas\]'"):
+        sweep.to_pandas()
+
+
+def test_the_client_over_http_against_a_real_api_and_worker(sqlite_cluster: Cluster, tmp_path: Path) -> None:
+    env = {**sqlite_cluster.env, "XORJOBS_API_TOKEN": "client-token"}
+    api, url = start_api(env, tmp_path)
+    try:
+        sqlite_cluster.start_worker("worker")
+        client = Client(url, "client-token")
+        assert client.over_http and not client.trains_here
+        sweep = client.submit(variants=["nn", "backprop"], seeds=[3], steps=201, key="client-test")
+        assert sweep.created
+        status = sweep.wait(progress=False, timeout=180)
+        assert status.ok and status.total == 2
+        again = client.submit(variants=["nn", "backprop"], seeds=[3], steps=201, key="client-test")
+        assert again.id == sweep.id and not again.created
+        results = {job.variant: job for job in sweep.results()}
+        assert set(results) == {"nn", "backprop"}
+        assert all(job.accuracy is not None and job.hypothesis is not None for job in results.values())
+        assert client.job(results["nn"].id).final_cost == results["nn"].final_cost
+        assert client.costs(results["nn"].id) == list(results["nn"].costs or ())
+        assert client.sweep().id == sweep.id  # the latest
+        assert sweep.summary(by=["variant"]).groups[0]["variant"] == "nn"
+        with pytest.raises(NotFound):
+            client.sweep("sw-000000000000").status()
+        # The settings' URL and token work the same (XORJOBS_API_URL / XORJOBS_API_TOKEN).
+        from_settings = Client(settings=Settings(api_url=url, api_token="client-token"))
+        assert from_settings.over_http and from_settings.sweep(sweep.id).status().ok
+    finally:
+        api.stop()

@@ -1,0 +1,162 @@
+"""``xorjobs verify`` and ``POST /jobs/{id}/verify`` (issue 12 §6): a stored job re-run solo, compared bit
+for bit; the comparison itself as a pure function; the API's route through a real worker process."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.helpers import Cluster, run_main
+from tests.services import start_api
+from xorjobs.client import Client
+from xorjobs.verification import compare_costs, provenance_note, verify_report
+
+# --- the comparison ---------------------------------------------------------------------------------
+
+
+def test_identical_costs_compare_as_identical() -> None:
+    result = compare_costs([(0, 0.7), (100, 0.5)], [(0, 0.7), (100, 0.5)])
+    assert result.identical and result.steps_compared == 2
+    assert (result.max_abs_diff, result.max_rel_diff, result.first_differing_step) == (0.0, 0.0, None)
+
+
+def test_the_first_differing_step_and_the_largest_differences() -> None:
+    stored = [(0, 0.7), (100, 0.5), (200, 0.25), (300, 0.1)]
+    rerun = [(0, 0.7), (100, 0.5 + 1e-8), (200, 0.2), (300, 0.1)]
+    result = compare_costs(stored, rerun)
+    assert result.first_differing_step == 100 and not result.identical
+    assert result.max_abs_diff == pytest.approx(0.05)
+    assert result.max_rel_diff == pytest.approx(0.05 / 0.25)
+
+
+def test_nan_against_a_number_is_infinitely_far_and_nan_against_nan_is_the_same() -> None:
+    assert compare_costs([(0, math.nan)], [(0, math.nan)]).identical
+    far = compare_costs([(0, 0.5), (100, math.nan)], [(0, 0.5), (100, 0.3)])
+    assert far.first_differing_step == 100 and far.max_abs_diff == math.inf == far.max_rel_diff
+
+
+def test_a_step_logged_by_one_side_only_differs() -> None:
+    result = compare_costs([(0, 0.7), (100, 0.5)], [(0, 0.7)])
+    assert result.first_differing_step == 100 and result.max_abs_diff == math.inf
+
+
+def test_the_report_says_which_cpu_kind_and_torch_made_the_stored_job() -> None:
+    job = {
+        "id": "job-1",
+        "device": "cpu",
+        "cpu_capability": "AVX2",
+        "torch_version": "2.12.0",
+        "hypothesis": [0.1, 0.9, 0.9, 0.1],
+        "predicted": [0.0, 1.0, 1.0, 0.0],
+        "accuracy": 1.0,
+    }
+    here = {"device": "cpu", "cpu_capability": "AVX512", "torch_version": "2.13.0"}
+    rerun = {"costs": [(0, 0.7)], "hypothesis": [0.1, 0.9, 0.9, 0.2], "predicted": [0.0, 1.0, 1.0, 0.0]}
+    report = verify_report(job, [(0, 0.7)], {**rerun, "accuracy": 1.0}, here)
+    assert report["costs_identical"] and not report["hypothesis_identical"] and not report["identical"]
+    assert report["labels_agree"] and report["accuracy_agrees"]
+    assert report["note"] == (
+        "the stored job was made on CPU capability AVX2 (this machine: AVX512) and torch 2.12.0 "
+        "(this machine: 2.13.0)"
+    )
+    assert provenance_note(job, {**job, "device": "cpu"}) is None
+
+
+# --- the command, in-process ------------------------------------------------------------------------
+
+
+def _tamper(database: Path, sql: str, *parameters: object) -> None:
+    with sqlite3.connect(database) as connection:
+        assert connection.execute(sql, parameters).rowcount == 1
+
+
+def test_verify_a_stored_job_then_a_tampered_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_main(
+        ["run", "--variant", "nn", "--steps", "301", "--log-every", "100", "--json"], monkeypatch, capsys
+    )
+    assert code == 0, err
+    job_id = json.loads(out)["jobs"][0]["id"]
+
+    code, out, err = run_main(["verify", job_id], monkeypatch, capsys)
+    assert code == 0, err
+    assert "bit-identical" in out and "max abs diff 0" in out and "first differing step" not in out
+
+    database = tmp_path / "home" / "xorjobs.db"
+    _tamper(database, "UPDATE costs SET value = value * 1.0000001 WHERE job_id = ? AND step = 200", job_id)
+    code, out, err = run_main(["verify", job_id, "--json"], monkeypatch, capsys)
+    assert code == 1, err
+    report = json.loads(out)
+    assert report["identical"] is False and report["first_differing_step"] == 200
+    assert 0 < report["max_rel_cost_diff"] < 1e-6 and report["steps_compared"] == 4
+    assert report["accuracy_agrees"] and report["labels_agree"] and report["hypothesis_identical"]
+
+    # A job stored by another CPU kind and torch: the report says which.
+    _tamper(
+        database, "UPDATE jobs SET cpu_capability = 'AVX2', torch_version = '2.12.0' WHERE id = ?", job_id
+    )
+    code, out, err = run_main(["verify", job_id], monkeypatch, capsys)
+    assert code == 1 and "first differing step: 200" in out
+    assert "CPU capability AVX2" in out and "torch 2.12.0" in out
+
+
+def test_verify_refuses_an_unknown_or_unfinished_job(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_main(["submit", "--variant", "nn", "--steps", "10", "--json"], monkeypatch, capsys)
+    assert code == 0, err
+    job_id = json.loads(out)["jobs"][0]["id"]
+    code, _, err = run_main(["verify", job_id], monkeypatch, capsys)
+    assert code == 2 and "only a succeeded job has results to verify" in err and "Traceback" not in err
+    code, _, err = run_main(["verify", "job-0123456789abcdef"], monkeypatch, capsys)
+    assert code == 3 and "no job job-0123456789abcdef" in err
+
+
+# --- the API route, through a real worker -----------------------------------------------------------
+
+
+def test_the_api_hands_verify_to_a_worker(sqlite_cluster: Cluster, tmp_path: Path) -> None:
+    env = {**sqlite_cluster.env, "XORJOBS_API_TOKEN": "verify-token"}
+    api, url = start_api(env, tmp_path)
+    try:
+        # No worker yet: a 504 that says so, quickly (the job is trained below).
+        sweep_id, (job_id,) = sqlite_cluster.submit(steps=201)
+        client = Client(url, "verify-token")
+        with pytest.raises(Exception, match="only a succeeded job"):
+            client.verify(job_id)
+        sqlite_cluster.start_worker("worker")
+        sqlite_cluster.wait_finished(sweep_id)
+        report = client.verify(job_id)
+        assert report.identical and report.first_differing_step is None and report.steps_compared == 3
+        assert report.here["torch_version"] == report.stored["torch_version"]
+
+        _tamper(
+            Path(sqlite_cluster.url.removeprefix("sqlite:///")),
+            "UPDATE costs SET value = 0.25 WHERE job_id = ? AND step = 100",
+            job_id,
+        )
+        tampered = client.verify(job_id)
+        assert (
+            not tampered.identical and tampered.first_differing_step == 100 and tampered.max_abs_cost_diff > 0
+        )
+
+        for worker in sqlite_cluster.workers:
+            worker.stop()
+        answer = httpx2.post(
+            f"{url}/jobs/{job_id}/verify",
+            params={"timeout": 1},
+            headers={"Authorization": "Bearer verify-token"},
+            timeout=30,
+        )
+        assert (
+            answer.status_code == 504
+            and "no worker of queue 'cpu' answered within 1 s" in answer.json()["detail"]
+        )
+    finally:
+        api.stop()
