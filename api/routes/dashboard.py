@@ -139,7 +139,7 @@ def dashboard(request: Request) -> Response:
   </div>
   <h3>Jobs</h3>
   <table id="jobs"><thead><tr>
-    <th>job</th><th>variant</th><th>seed</th><th>lr</th><th>state</th><th>final cost</th><th>accuracy</th>
+    <th>job</th><th>variant</th><th>seed</th><th>lr</th><th>state</th><th>final cost</th><th>accuracy</th><th>steps</th>
   </tr></thead><tbody></tbody></table>
 </section>
 """

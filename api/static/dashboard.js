@@ -132,9 +132,11 @@
     }
   }
 
-  function summaryHeader(by, threshold) {
+  function summaryHeader(by, threshold, stopping) {
     const names = [...by, "jobs", "succeeded", "failed", "solve rate [95% CI]", "final cost mean ± std",
       "final cost median", "median steps to cost < " + number(threshold) + " (converged)", "diverged"];
+    // Early stopping's columns, for sweeps where a job stopped early.
+    if (stopping) names.push("stopped (median step)", "median steps trained");
     const row = element("tr");
     for (const name of names) row.append(element("th", name));
     return row;
@@ -142,7 +144,8 @@
 
   function renderSummary(summary) {
     $("#threshold").textContent = number(summary.threshold);
-    $("#summary thead").replaceChildren(summaryHeader(summary.by, summary.threshold));
+    const stopping = summary.groups.some((group) => group.stopped > 0);
+    $("#summary thead").replaceChildren(summaryHeader(summary.by, summary.threshold, stopping));
     const body = $("#summary tbody");
     body.replaceChildren();
     for (const group of summary.groups) {
@@ -162,6 +165,12 @@
         element("td", number(group.steps_to_converge_median) + " (" + group.converged + ")", "number"),
         element("td", group.diverged, "number"),
       );
+      if (stopping) {
+        row.append(
+          element("td", group.stopped + " (" + number(group.stopped_at_median) + ")", "number"),
+          element("td", number(group.steps_trained_median), "number"),
+        );
+      }
       body.append(row);
     }
   }
@@ -183,13 +192,14 @@
         element("td", job.state, "state " + job.state),
         element("td", number(job.final_cost), "number"),
         element("td", number(job.accuracy), "number"),
+        element("td", number(job.steps_trained), "number"),
       );
       body.append(row);
     }
     if (jobs.length > MAX_JOB_ROWS) {
       const row = element("tr");
       const cell = element("td", "… and " + (jobs.length - MAX_JOB_ROWS) + " more (see xorjobs results)");
-      cell.colSpan = 7;
+      cell.colSpan = 8;
       row.append(cell);
       body.append(row);
     }
@@ -316,6 +326,7 @@
 
   const RECORD_FIELDS = ["id", "sweep_id", "state", "variant", "seed", "lr", "steps", "log_every", "device",
     "final_cost", "last_logged_cost", "accuracy", "hypothesis", "predicted", "attempt", "worker", "device_name", "torch_version", "engine",
+    "stop_below", "stop_when_solved", "steps_trained", "stopped_at_step", "stop_reason",
     "created_at", "started_at", "finished_at", "duration_seconds", "error"];
   const jobView = { state: null, plotAt: 0 };
 
