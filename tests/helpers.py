@@ -43,8 +43,10 @@ def same_bits(a: float, b: float) -> bool:
 def check_job_against_the_seed_loop(job: Json) -> None:
     """A stored job record (as ``results --json`` or the store's queries give it) equals the seed's
     script run live with the job's inputs, bit for bit."""
+    # A job that stopped early (issue 12 §3) equals the seed's loop run for the steps it trained.
+    steps = int(job.get("steps_trained") or job["steps"])
     costs, hypothesis, predicted, accuracy = run_seed_script(
-        str(job["variant"]), int(job["seed"]), float(job["lr"]), int(job["steps"]), int(job["log_every"])
+        str(job["variant"]), int(job["seed"]), float(job["lr"]), steps, int(job["log_every"])
     )
     stored_costs = job["costs"]
     assert isinstance(stored_costs, list)
@@ -269,7 +271,7 @@ class Cluster:
             if job["state"] != "succeeded":
                 continue
             rows = self.cost_rows(job["id"])
-            logged = list(range(0, job["steps"], job["log_every"]))
+            logged = list(range(0, job.get("steps_trained") or job["steps"], job["log_every"]))
             assert sorted(step for step, _ in rows) == logged  # one row per logged step
             assert {attempt for _, attempt in rows} == {job["attempt"]}  # all by the final attempt
             if job["id"] in to_compare:
