@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import xorjobs
+from xorjobs.api.conditional import BodyCache
 from xorjobs.api.deps import require_token
 from xorjobs.api.limits import BodySizeLimit
 from xorjobs.api.responses import SafeJSONResponse
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.state.service = service
+    app.state.body_cache = BodyCache()  # the summaries and plots served again by ETag (api/conditional.py)
     app.include_router(health.router)
     protected = [Depends(require_token)]
     app.include_router(sweeps.router, dependencies=protected, responses=PROTECTED_RESPONSES)

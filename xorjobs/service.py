@@ -23,6 +23,7 @@ from xorjobs.store import control, housekeeping, queries
 from xorjobs.store.export import curves_by_job, export_text
 from xorjobs.store.schema import check_readable, check_servable, ensure_schema
 from xorjobs.store.sweeps import mark_published
+from xorjobs.store.versions import sweep_version
 from xorjobs.submit import submit_sweep
 from xorjobs.verify_request import verify_on_worker
 
@@ -141,6 +142,11 @@ class Service:
         return {"retried": [job.job_id for job in jobs]}
 
     # --- issue 5: what a sweep found, exports, plots, housekeeping --------------------------------
+
+    def sweep_version(self, sweep_id: str) -> str | None:
+        """A short string that changes when the sweep's summary or plot can change (None: no such
+        sweep); the API's ETag for them (``xorjobs.store.versions``)."""
+        return sweep_version(self._store(), sweep_id)
 
     def summary(
         self,

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from xorjobs.analysis import DEFAULT_THRESHOLD, GROUP_FIELDS, check_threshold, parse_by
+from xorjobs.api.conditional import NOT_MODIFIED, conditional
 from xorjobs.api.deps import CacheBuster, ServiceDep, reject_unknown_query
+from xorjobs.api.responses import SafeJSONResponse
 from xorjobs.api.schemas import (
     NO_SWEEP,
     PLOT_HEADERS,
@@ -218,18 +220,26 @@ def retry_sweep(sweep_id: str, service: ServiceDep, failed_only: Annotated[bool,
 @router.get(
     "/{sweep_id}/summary",
     summary="Per group: counts, solve rate with a 95% Wilson interval, final costs, steps to converge",
-    responses=NO_SWEEP,
+    response_model=Summary,
+    responses={**NO_SWEEP, **NOT_MODIFIED},
     # A group carries only the fields it was grouped by: the others are left out, not null.
     response_model_exclude_unset=True,
 )
 def sweep_summary(
     sweep_id: str,
+    request: Request,
     service: ServiceDep,
     filters: JobFilterDep,
     by: By = None,
     threshold: Threshold = DEFAULT_THRESHOLD,
-) -> Summary:
-    return reply(Summary, service.summary(sweep_id, parse_by(by), check_threshold(threshold), filters))
+) -> Response:
+    groups, limit = parse_by(by), check_threshold(threshold)
+
+    def build() -> Response:
+        summary = reply(Summary, service.summary(sweep_id, groups, limit, filters))
+        return SafeJSONResponse(summary.model_dump(mode="json", exclude_unset=True))
+
+    return conditional(request, service, sweep_id, build)  # ETag / 304: it reads every cost
 
 
 def _export(
@@ -269,14 +279,20 @@ def sweep_costs_jsonl(sweep_id: str, service: ServiceDep, filters: JobFilterDep)
     "/{sweep_id}/plot.png",
     summary="The sweep's cost curves: per group the median (log scale) with its interquartile band",
     response_class=Response,
-    responses={**NO_SWEEP, **PNG_RESPONSE},
+    responses={**NO_SWEEP, **PNG_RESPONSE, **NOT_MODIFIED},
 )
 def sweep_plot(
     sweep_id: str,
+    request: Request,
     service: ServiceDep,
     by: By = "variant",
     threshold: Threshold | None = None,
     cache_buster: CacheBuster = None,
 ) -> Response:
-    png = service.sweep_plot(sweep_id, parse_by(by) if by else [], threshold)
-    return Response(png, media_type="image/png", headers=PLOT_HEADERS)
+    groups = parse_by(by) if by else []
+
+    def build() -> Response:
+        png = service.sweep_plot(sweep_id, groups, threshold)
+        return Response(png, media_type="image/png", headers=PLOT_HEADERS)
+
+    return conditional(request, service, sweep_id, build)  # ETag / 304: it reads every cost
