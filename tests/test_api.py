@@ -164,8 +164,12 @@ def test_idempotency_key_returns_the_same_sweep(client: TestClient, api_settings
 
 def test_openapi_schema_documents_limits_and_auth(client: TestClient) -> None:
     schema = client.get("/openapi.json", headers=AUTH).json()
-    spec = schema["components"]["schemas"]["SweepSpec"]["properties"]
-    assert spec["steps"]["maximum"] == 1_000_000 and spec["seeds"]["maxItems"] == 10_000
+    # The request's seeds and lrs are a list or a sample to draw (issue 12 §2); a response holds the list.
+    spec = schema["components"]["schemas"]["SweepSpec-Input"]["properties"]
+    assert spec["steps"]["maximum"] == 1_000_000 and spec["seeds"]["anyOf"][0]["maxItems"] == 10_000
+    assert spec["lrs"]["anyOf"][1]["properties"]["sample"]["enum"] == ["log_uniform", "uniform"]
+    stored = schema["components"]["schemas"]["SweepSpec-Output"]["properties"]
+    assert stored["seeds"]["maxItems"] == 10_000 and "sampling" in stored
     assert "401" in schema["paths"]["/sweeps"]["post"]["responses"]
 
 
