@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import signal
 import socket
@@ -13,13 +14,22 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 
 from tests.helpers import run_main, write_known_sweep
 from tests.services import XORJOBS, clean_env, wait_until
+from xorjobs.cli import render
 from xorjobs.settings import get_settings
+from xorjobs.spec import validate_spec
 from xorjobs.store import control, queries
+from xorjobs.store.claims import claim_job
+from xorjobs.store.results import Outcome, finish_job
+from xorjobs.store.schema import ensure_schema
+from xorjobs.store.sweeps import create_sweep
+from xorjobs.store.workers import WorkerIdentity, register_worker
 
 Capsys = pytest.CaptureFixture[str]
 MP = pytest.MonkeyPatch
@@ -135,3 +145,72 @@ def test_ctrl_c_during_submit_wait_says_the_sweep_goes_on_and_how_to_watch_it(tm
     said = f"interrupted: stopped waiting; sweep {sweep_id} goes on (queued 1): "
     how = f"`xorjobs status --watch {sweep_id}` watches it, `xorjobs cancel {sweep_id}` stops it"
     assert said + how in err, err
+
+
+# --- every table fits 80 columns: ids and numbers whole, one line per row ------------------------------
+
+
+def _finished_sweep(url: str) -> tuple[str, list[dict[str, Any]]]:
+    """12 succeeded jobs with the widest names and numbers the tables see: wide_deep, lr 0.001, a
+    six-digit seed, tiny and NaN costs, a long sweep name."""
+    ensure_schema(url)
+    spec = validate_spec(
+        {
+            "variants": ["wide_deep", "nn", "backprop"],
+            "seeds": [1, 123456],
+            "lrs": [0.001, 1.0],
+            "steps": 10,
+            "name": "a fairly long sweep name, as people write them",
+        }
+    )
+    sweep = create_sweep(url, spec)
+    for index, job in enumerate(sweep.jobs):
+        claim = claim_job(url, job.job_id, "cpu-1@host", 60, 3)
+        assert claim is not None
+        cost = [0.000123456789, math.nan, 0.693147180][index % 3]
+        outcome = Outcome([(0, 0.7)], cost, [0.1, 0.9, 0.9, 0.1], [0, 1, 1, 0], 1.0, "cpu", "x", "x")
+        finish_job(url, job.job_id, claim.attempt, outcome)
+    return sweep.sweep_id, queries.sweep_status(url, sweep.sweep_id)["jobs"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["results"], ["results", "--by", "variant,lr"], ["results", "--by", "variant,lr,seed"]],
+)
+def test_the_tables_fit_80_columns_with_every_id_and_row_whole(
+    args: list[str], monkeypatch: MP, capsys: Capsys
+) -> None:
+    url = get_settings().resolved_database_url
+    sweep_id, jobs = _finished_sweep(url)
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "stdout", Console(file=buffer, width=80, highlight=False))
+    code, _, err = run_main(args, monkeypatch, capsys)
+    lines = buffer.getvalue().splitlines()
+    assert code == 0 and lines and max(len(line) for line in lines) <= 80, (err, "\n".join(lines))
+    if "--by" not in args:
+        for job in jobs:  # each job on one line, its id, variant and state whole
+            (line,) = [line for line in lines if job["id"] in line]
+            assert job["variant"] in line.split() and "succeeded" in line.split(), line
+        return
+    groups = [line for line in lines if line.split() and line.split()[0] in ("wide_deep", "nn", "backprop")]
+    assert len(groups) == (6 if args[-1] == "variant,lr" else 12), "\n".join(lines)
+    assert all("0.001" in line.split() or "1" in line.split() for line in groups), "\n".join(lines)
+    assert sweep_id in buffer.getvalue()
+
+
+def test_sweeps_and_workers_fit_80_columns(monkeypatch: MP, capsys: Capsys) -> None:
+    url = get_settings().resolved_database_url
+    sweep_id, _ = _finished_sweep(url)
+    engines = {"nn": "native", "wide_deep": "native", "backprop": "exact"}
+    identity = WorkerIdentity(
+        "a" * 32, "cpu-123456@worker-host-01", "worker-host-01", 123456, None, ("cpu",), engines, "x", 5.0
+    )
+    register_worker(url, identity)
+    for args in (["sweeps"], ["workers"]):
+        buffer = io.StringIO()
+        monkeypatch.setattr(render, "stdout", Console(file=buffer, width=80, highlight=False))
+        code, _, err = run_main(args, monkeypatch, capsys)
+        lines = buffer.getvalue().splitlines()
+        assert code == 0 and max(len(line) for line in lines) <= 80, (err, "\n".join(lines))
+        row = next(line for line in lines if sweep_id in line or "cpu-123456@worker-host-01" in line)
+        assert "succeeded 12" in row or "live" in row.split(), "\n".join(lines)

@@ -231,18 +231,7 @@ def sweeps(
     if as_json:
         render.print_json(result)
         return
-    table = render.Table(title="sweeps", title_justify="left")
-    for column in ("sweep", "name", "created", "jobs", "states"):
-        table.add_column(column)
-    for sweep in result["sweeps"]:
-        table.add_row(
-            render.safe(sweep["sweep_id"]),
-            render.safe(sweep["name"]) if sweep["name"] else "-",
-            sweep["created_at"][:19],
-            str(sweep["size"]),
-            render.counts_line(sweep["counts"]),
-        )
-    render.stdout.print(table)
+    render.stdout.print(render.sweeps_table(result["sweeps"]))
 
 
 @app.command()

@@ -19,17 +19,21 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
-def _mean_std(group: dict[str, Any]) -> str:
+def _mean_std(group: dict[str, Any], short: bool = False) -> str:
     mean, std = group["final_cost_mean"], group["final_cost_std"]
     if mean is None:
         return "-"
+    if short:
+        return render.number(mean, 3) + ("" if std is None else f"±{render.number(std, 2)}")
     return render.number(mean, 4) + ("" if std is None else f" ± {render.number(std, 2)}")
 
 
-def _solve_cell(group: dict[str, Any]) -> str:
+def _solve_cell(group: dict[str, Any], short: bool = False) -> str:
     interval = group["solve_rate_ci"]
     if interval is None:
         return "-"
+    if short:  # 100% [34-100]
+        return f"{_percent(group['solve_rate'])} [{100 * interval[0]:.0f}-{100 * interval[1]:.0f}]"
     return f"{_percent(group['solve_rate'])} [{_percent(interval[0])}, {_percent(interval[1])}]"
 
 
@@ -38,34 +42,56 @@ def _group_cells(summary: dict[str, Any], group: dict[str, Any]) -> list[str]:
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
+    """The per-group table; where its full headers do not fit the terminal (80 columns), the same
+    numbers under two-line headers and with fewer digits, then ``render.fit``'s narrower layouts."""
+    table = _summary_table(summary, short=False)
+    if render.fits(table):
+        return table
+    return render.fit(_summary_table(summary, short=True))
+
+
+def _summary_table(summary: dict[str, Any], short: bool) -> Table:
     by_text = ", ".join(summary["by"]) or "all jobs"
-    table = Table(title=f"sweep {summary['sweep_id']} by {by_text}", title_justify="left")
+    threshold = f"{summary['threshold']:g}"
+    title = f"sweep {summary['sweep_id']} by {by_text}"
+    if short:
+        title += f" (solved: accuracy 1.0; steps: median steps to cost < {threshold}, (n) converged)"
+    table = render.new_table(title)
     for name in summary["by"]:
-        table.add_column(name, justify="right" if name in ("lr", "seed") else "left")
+        render.add_column(table, name, right=name in ("lr", "seed"))
     headers: tuple[str, ...] = (
-        "jobs",
-        "succeeded/failed",
-        "solve rate [95% CI]",
-        "final cost mean ± std",
-        "final cost median",
-        f"median steps to cost < {summary['threshold']:g} (converged)",
-        "diverged",
+        ("jobs", "ok/\nfailed", "solved\n[95% CI]", "cost\nmean±sd", "cost\nmedian", "steps\n(n)", "diverged")
+        if short
+        else (
+            "jobs",
+            "succeeded/failed",
+            "solve rate [95% CI]",
+            "final cost mean ± std",
+            "final cost median",
+            f"median steps to cost < {threshold} (converged)",
+            "diverged",
+        )
     )
     # Early stopping's columns only for sweeps where a job stopped early (the rest trained all steps).
     stopping = any(group.get("stopped") for group in summary["groups"])
     if stopping:
-        headers += ("stopped (median step)", "median steps trained")
+        headers += (
+            ("stopped\n(median)", "steps\ntrained")
+            if short
+            else ("stopped (median step)", "median steps trained")
+        )
     for header in headers:
-        table.add_column(header, justify="right")
+        render.add_column(table, header, right=True)
+    digits = 3 if short else 4
     for group in summary["groups"]:
         steps = group["steps_to_converge_median"]
         cells = [
             *_group_cells(summary, group),
             str(group["jobs"]),
             f"{group['succeeded']}/{group['failed']}",
-            _solve_cell(group),
-            _mean_std(group),
-            render.number(group["final_cost_median"], 4),
+            _solve_cell(group, short),
+            _mean_std(group, short),
+            render.number(group["final_cost_median"], digits),
             f"{'-' if steps is None else steps} ({group['converged']})",
             str(group["diverged"]),
         ]
@@ -93,13 +119,12 @@ def print_summary(summary: dict[str, Any], as_json: bool, as_csv: bool) -> None:
 
 
 def compare_table(comparison: dict[str, Any]) -> Table:
-    table = Table(
-        title=f"A = {comparison['sweep_a']}   B = {comparison['sweep_b']}   "
-        f"(converged: cost < {comparison['threshold']:g})",
-        title_justify="left",
+    table = render.new_table(
+        f"A = {comparison['sweep_a']}   B = {comparison['sweep_b']}   "
+        f"(converged: cost < {comparison['threshold']:g})"
     )
     for name in comparison["by"]:
-        table.add_column(name, justify="right" if name in ("lr", "seed") else "left")
+        render.add_column(table, name, right=name in ("lr", "seed"))
     metrics: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("jobs", lambda group: str(group["jobs"])),
         ("solve rate [95% CI]", _solve_cell),
@@ -109,11 +134,12 @@ def compare_table(comparison: dict[str, Any]) -> Table:
         ("steps trained", lambda group: _or_dash(group.get("steps_trained_median"))),
     ]
     for label, _ in metrics:
-        table.add_column(f"{label} A", justify="right")
-        table.add_column(f"{label} B", justify="right", style="cyan")
+        render.add_column(table, f"{label} A", right=True)
+        render.add_column(table, f"{label} B", right=True)
+        table.columns[-1].style = "cyan"
     for row in comparison["groups"]:
         cells = _group_cells(comparison, row)
         for _, cell in metrics:
             cells += [cell(row["a"]) if row["a"] else "·", cell(row["b"]) if row["b"] else "·"]
         table.add_row(*cells)
-    return table
+    return render.fit(table)

@@ -9,8 +9,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table as Table
 
 from xorjobs.spec import first_control_character
@@ -83,18 +85,59 @@ RESULT_CSV_COLUMNS = (
 one logged last, a step earlier; ``--json`` has both too), with the steps and interval they belong to."""
 
 
+# --- tables that fit the terminal (issue 13 §2: at 80 columns names and numbers were cut, rows wrapped) ---
+
+
+def new_table(title: str) -> Table:
+    """A table of the CLI's; fill it with ``add_column``, then pass it through ``fit``."""
+    return Table(title=title, title_justify="left")
+
+
+def add_column(table: Table, header: str, *, right: bool = False, wraps: bool = False) -> None:
+    """A column whose cells never wrap nor get cut (ids, numbers, states), or, with ``wraps``, free text
+    (a name, a list) that may wrap when nothing else makes the table fit. A header may hold a newline:
+    headers are what made the tables too wide, not the cells."""
+    table.add_column(header, justify="right" if right else "left", no_wrap=not wraps, overflow="fold")
+
+
+def fit(table: Table, console: Console | None = None) -> Table:
+    """The table as it fits the console: boxed when it fits, else without the box and its padding (two
+    spaces between columns, then one), so its cells keep their one line; only ``wraps`` columns wrap
+    when even that is too wide. Piped output is 200 columns wide (``stdout``), so it keeps its box."""
+    console = stdout if console is None else console
+    if fits(table, console):
+        return table
+    table.box, table.show_edge, table.pad_edge = box.SIMPLE_HEAD, False, False
+    for padding in ((0, 1, 0, 0), (0, 0, 0, 0)):
+        table.padding = padding
+        if _natural_width(table, console) <= console.width:
+            break
+    return table
+
+
+def fits(table: Table, console: Console | None = None) -> bool:
+    """Whether the table fits the console as it is, no cell wrapped."""
+    console = stdout if console is None else console
+    return _natural_width(table, console) <= console.width
+
+
+def _natural_width(table: Table, console: Console) -> int:
+    """The width the table takes with no cell wrapped."""
+    return Measurement.get(console, console.options.update_width(10_000), table).maximum
+
+
+JOB_HEADERS = {"final_cost": "final\ncost", "steps_trained": "steps"}
+"""Headers shorter than their field's name (the CSV and JSON keep the names)."""
+
+
 def jobs_table(jobs: Sequence[dict[str, Any]], title: str, with_results: bool) -> Table:
-    table = Table(title=safe(title), title_justify="left")
+    table = new_table(safe(title))
     columns: tuple[str, ...] = RESULT_COLUMNS if with_results else (*JOB_COLUMNS, "attempt")
     if with_results and any(job.get("stop_below") is not None or job.get("stop_when_solved") for job in jobs):
         columns = (*columns, "steps_trained")  # early stopping: how far each job trained
     for column in columns:
-        table.add_column(
-            "steps" if column == "steps_trained" else column,
-            justify="right"
-            if column in ("seed", "lr", "final_cost", "accuracy", "attempt", "steps_trained")
-            else "left",
-        )
+        right = column in ("seed", "lr", "final_cost", "accuracy", "attempt", "steps_trained")
+        add_column(table, JOB_HEADERS.get(column, column), right=right)
     for job in jobs:
         cells = []
         for column in columns:
@@ -106,7 +149,23 @@ def jobs_table(jobs: Sequence[dict[str, Any]], title: str, with_results: bool) -
             else:
                 cells.append("-" if value is None else safe(value))
         table.add_row(*cells)
-    return table
+    return fit(table)
+
+
+def sweeps_table(sweeps: Sequence[dict[str, Any]]) -> Table:
+    """``xorjobs sweeps``: a long name or a long list of states wraps in its cell; ids never do."""
+    table = new_table("sweeps")
+    for column in ("sweep", "name", "created", "jobs", "states"):
+        add_column(table, column, right=column == "jobs", wraps=column in ("name", "states"))
+    for sweep in sweeps:
+        table.add_row(
+            safe(sweep["sweep_id"]),
+            safe(sweep["name"]) if sweep["name"] else "-",
+            str(sweep["created_at"])[:19].replace("T", " "),
+            str(sweep["size"]),
+            counts_line(sweep["counts"]),
+        )
+    return fit(table)
 
 
 def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:

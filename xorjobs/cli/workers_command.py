@@ -43,31 +43,46 @@ def workers(
             "no workers registered" + ("" if include_stopped else " (live or lost; --all for all)")
         )
         return
-    table = render.Table(title="workers", title_justify="left")
-    for column in ("worker", "host", "pid", "state", "queues", "engines", "started", "heartbeat", "now"):
-        table.add_column(column, justify="right" if column == "pid" else "left")
-    for worker in result["workers"]:
+    render.stdout.print(workers_table(result["workers"]))
+
+
+def workers_table(rows: list[dict[str, Any]]) -> render.Table:
+    """The fleet, to fit 80 columns where it can: host and pid are left out when every worker's name
+    already says them (``cpu-PID@HOST``, as ``xorjobs worker`` names itself; ``--json`` has them), and
+    only the lists (engines, the work held now) wrap."""
+    named = all(str(row["node"]).endswith(f"-{row['pid']}@{row['host']}") for row in rows)
+    columns = ["worker", "state", "queues", "engines", "started", "heartbeat", "now"]
+    if not named:
+        columns[1:1] = ["host", "pid"]
+    table = render.new_table("workers")
+    for column in columns:
+        render.add_column(table, column, right=column == "pid", wraps=column in ("engines", "now"))
+    for worker in rows:
         state = str(worker["state"])
-        table.add_row(
-            render.safe(worker["node"]),
-            render.safe(worker["host"]),
-            str(worker["pid"]),
-            f"[{WORKER_STATE_STYLES.get(state, '')}]{render.safe(state)}[/]",
-            render.safe(",".join(worker["queues"])),
-            render.safe(_engines(worker["engines"])),
-            str(worker["started_at"])[:19].replace("T", " "),
-            f"{float(worker['seconds_since_heartbeat']):.0f} s ago",
-            render.safe(_current(worker["current"])),
-        )
-    render.stdout.print(table)
+        cells = {
+            "worker": render.safe(worker["node"]),
+            "host": render.safe(worker["host"]),
+            "pid": str(worker["pid"]),
+            "state": f"[{WORKER_STATE_STYLES.get(state, '')}]{render.safe(state)}[/]",
+            "queues": render.safe(",".join(worker["queues"])),
+            "engines": render.safe(_engines(worker["engines"])),
+            "started": str(worker["started_at"])[:16].replace("T", " "),
+            "heartbeat": f"{float(worker['seconds_since_heartbeat']):.0f} s ago",
+            "now": render.safe(_current(worker["current"])),
+        }
+        table.add_row(*(cells[column] for column in columns))
+    return render.fit(table)
 
 
 def _engines(engines: dict[str, str]) -> str:
-    """``nn exact, wide_deep exact, backprop solo``; one word when every variant has the same engine."""
-    names = set(engines.values())
-    if len(names) == 1:
-        return names.pop()
-    return ", ".join(f"{variant} {engine}" for variant, engine in engines.items())
+    """``native, backprop exact``: the engine most variants train on, then the others by name; one word
+    when every variant has the same engine."""
+    if not engines:
+        return "-"
+    names = list(engines.values())
+    common = max(dict.fromkeys(names), key=names.count)  # the first of the most frequent
+    others = [f"{variant} {engine}" for variant, engine in engines.items() if engine != common]
+    return ", ".join([common, *others])
 
 
 def _current(current: list[dict[str, Any]]) -> str:
