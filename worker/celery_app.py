@@ -59,6 +59,13 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     # Pool children are forked from this process: it must hold no database connection when they are
     # (a SQLite connection's lock state, or a Postgres socket, must never be shared across fork).
     dispose_engines()
+    from xorjobs.worker.embedded import is_in_process
+
+    if sender is not None and is_in_process(sender.hostname):
+        # An in-process worker (xorjobs run, the Python client) has its recovery loop in a thread
+        # (worker.embedded.in_process_worker). A spawned recovery process would import the caller's
+        # __main__ again: a script without a main guard would submit its sweep a second time.
+        return
     # Recovery starts here, not at worker_ready: "ready" waits for the consumer's connection, which a
     # broker at maxmemory refused for as long as it was full, and the jobs waited with it (issue 14 §5).
     # The recovery process is spawned (not forked) and this process keeps no connection of its own.

@@ -31,8 +31,16 @@ STOP_TIMEOUT_SECONDS = 10.0
 """How long a stop waits for the job in hand to notice it was released (its next progress write)."""
 
 
+EMBEDDED_NODE_PREFIX = "embedded-"
+
+
 def embedded_hostname() -> str:
-    return f"embedded-{os.getpid()}@{socket.gethostname()}"
+    return f"{EMBEDDED_NODE_PREFIX}{os.getpid()}@{socket.gethostname()}"
+
+
+def is_in_process(hostname: str | None) -> bool:
+    """Whether a worker of this node name runs inside a ``run``/client process (``in_process_worker``)."""
+    return bool(hostname and hostname.startswith(EMBEDDED_NODE_PREFIX))
 
 
 def resync_embedded_queue(settings: Settings, app: Celery) -> None:
