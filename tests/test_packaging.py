@@ -109,6 +109,7 @@ def test_the_wheel_holds_one_top_level_package(xorjobs_wheel: Path) -> None:
     assert any(name.startswith("xorjobs/api/static/") for name in names)
     assert "xorjobs/api/static/swagger-ui/swagger-ui-bundle.js" in names  # /docs works from a wheel
     assert any(name.startswith("xorjobs/store/migrations/versions/") for name in names)
+    assert "xorjobs/py.typed" in names and "xorjobs/client/client.py" in names  # the typed client
 
 
 def test_xorjobs_installs_beside_a_distribution_with_the_same_folder_names(
@@ -261,6 +262,18 @@ def test_the_base_install_is_a_working_http_client(tmp_path: Path, redis_url: st
         assert sweeps.returncode == 0, sweeps.stderr
         sweep_id = json.loads(submitted.stdout)["sweep_id"]
         assert sweep_id in {sweep["sweep_id"] for sweep in json.loads(sweeps.stdout)["sweeps"]}
+        # The Python client too (issue 12 §5): `from xorjobs import Client` reads XORJOBS_API_URL.
+        probe = (
+            "from xorjobs import Client\n"
+            "client = Client()\n"
+            f"status = client.sweep({sweep_id!r}).status()\n"
+            "print(client.over_http, status.total, status.jobs[0].variant)\n"
+        )
+        in_python = subprocess.run(
+            [sys.executable, "-c", probe], env=client, capture_output=True, text=True, cwd=tmp_path
+        )
+        assert in_python.returncode == 0, in_python.stderr
+        assert in_python.stdout.split() == ["True", "1", "nn"]
     finally:
         api.stop()
     in_process = {key: value for key, value in client.items() if key != "XORJOBS_API_URL"}
@@ -268,3 +281,12 @@ def test_the_base_install_is_a_working_http_client(tmp_path: Path, redis_url: st
     assert status.returncode == 2, status.stderr
     assert "pip install 'xorjobs[all]'" in status.stderr and "Traceback" not in status.stderr
     assert len(status.stderr.strip().splitlines()) == 1
+    embedded_client = subprocess.run(
+        [sys.executable, "-c", "from xorjobs import Client; Client()"],
+        env=in_process,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert embedded_client.returncode == 1
+    assert "pip install 'xorjobs[all]'" in embedded_client.stderr.strip().splitlines()[-1]

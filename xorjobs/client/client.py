@@ -89,7 +89,15 @@ class Client:
         elif url is not None:
             self.backend = HttpBackend(url, token)
         else:
-            self.backend = backend_for(self.settings)
+            try:
+                self.backend = backend_for(self.settings)
+            except ModuleNotFoundError as error:  # the base install: HTTP only
+                raise ModuleNotFoundError(
+                    f"Client() without an API URL works on the store in this process, which needs the "
+                    f"{error.name!r} package this install lacks: pip install 'xorjobs[all]' (or "
+                    "Client(url, token), or set XORJOBS_API_URL)",
+                    name=error.name,
+                ) from None
             if token is not None and isinstance(self.backend, HttpBackend):
                 self.backend = HttpBackend(str(self.settings.api_url), token)
 
