@@ -297,6 +297,63 @@ def test_the_dashboard_shows_a_running_sweep_finish_live_in_a_real_browser(
         worker.stop()
 
 
+def visible(browser: Any, css: str) -> bool:
+    script = "const e = document.querySelector(arguments[0]); return !!e && !e.hidden && !!e.offsetParent;"
+    return bool(browser.execute_script(script, css))
+
+
+def requested(browser: Any) -> list[str]:
+    return list(browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name);"))
+
+
+@pytest.mark.browser
+def test_the_page_says_it_is_loading_follows_the_grouping_and_serves_the_docs_in_a_real_browser(
+    tmp_path: Path, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    sweep_id = write_known_sweep(url)
+    env = clean_env(XORJOBS_HOME=str(tmp_path / "home"), XORJOBS_DATABASE_URL=url)  # no token: no login
+    api, base_url = start_api(env, tmp_path)
+    try:
+        # The summary and the plot held back, as a slow store would: the page says it is loading them.
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/summary?*", "*/plot.png?*"]})
+        browser.get(base_url + "/")
+        wait_until(lambda: text_of(browser, "#sweep-id") == sweep_id, 15, "the sweep on the page")
+        time.sleep(1.5)  # a poll or two: still nothing to draw
+        assert visible(browser, "#summary-loading") and visible(browser, "#plot-loading")
+        assert not browser.find_elements(By.CSS_SELECTOR, ".logout")  # no token set, nobody to log out
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+
+        def drawn(by: str, first_cells: list[str]) -> bool:
+            rows = table_rows(browser, "#summary tbody tr")
+            shown_by = browser.execute_script("return document.querySelector('#plot').dataset.by;")
+            return (
+                [row[0] for row in rows] == first_cells
+                and shown_by == by
+                and image_loaded(browser, "#plot")
+                and not visible(browser, "#summary-loading")
+                and not visible(browser, "#plot-loading")
+            )
+
+        wait_until(lambda: drawn("variant", ["nn", "backprop"]), 30, "the table and plot by variant")
+        # "Results by" lr: the table and the plot both follow.
+        choose = "const by = document.querySelector('#by'); by.value = arguments[0];"
+        browser.execute_script(choose + " by.dispatchEvent(new Event('change'));", "lr")
+        wait_until(lambda: drawn("lr", ["1", "0.5"]), 30, "the table and plot by lr")
+        assert any("/plot.png?by=lr&" in name for name in requested(browser))
+
+        # /docs: Swagger UI renders the API's operations from files this API serves.
+        browser.get(base_url + "/docs")
+        operations = "return document.querySelectorAll('.opblock').length;"
+        wait_until(lambda: browser.execute_script(operations) >= 10, 30, "Swagger UI's operations")
+        assert all(name.startswith(base_url) for name in requested(browser)), requested(browser)
+    finally:
+        api.stop()
+
+
 # --- xorjobs status --watch ------------------------------------------------------------------------
 
 

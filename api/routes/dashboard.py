@@ -32,7 +32,7 @@ STATIC_FOLDER = Path(__file__).resolve().parent.parent / "static"
 STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "docs.js": "text/javascript"}
 """Served by name from ``api/static``; anything else is 404 (no path is ever built from the request)."""
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -128,12 +128,14 @@ def dashboard(request: Request) -> Response:
         <select id="by">{options}</select>
         <span class="muted">(converged: cost &lt; <span id="threshold">{DEFAULT_THRESHOLD:g}</span>)</span>
       </h3>
+      <p class="loading" id="summary-loading">Loading the results…</p>
       <table id="summary"><thead></thead><tbody></tbody></table>
       <p class="muted small">Solve rate: succeeded jobs with accuracy 1.0, with a 95% Wilson interval.
       Final cost over finite values (diverged jobs counted apart).</p>
     </div>
     <div class="panel">
       <h3>Cost curves</h3>
+      <p class="loading" id="plot-loading">Drawing the cost curves…</p>
       <img id="plot" alt="cost curves of the sweep" width="800" height="500">
     </div>
   </div>

@@ -24,15 +24,21 @@
     return node;
   }
 
-  async function getJson(path) {
-    const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  // The default cache mode: for the routes that answer with an ETag (a sweep's summary and plot) the
+  // browser asks with If-None-Match by itself, and a 304 gives back the body it kept.
+  async function getResponse(path, signal, accept) {
+    const response = await fetch(path, { credentials: "same-origin", headers: { Accept: accept }, signal });
     if (response.status === 401) {
       const here = location.pathname + location.search + location.hash;
       location.assign("/login?next=" + encodeURIComponent(here));
       throw new Error("not logged in");
     }
     if (!response.ok) throw new Error(path + " answered " + response.status);
-    return response.json();
+    return response;
+  }
+
+  async function getJson(path, signal) {
+    return (await getResponse(path, signal, "application/json")).json();
   }
 
   function number(value, digits = 4) {
@@ -87,13 +93,25 @@
 
   const view = {
     selected: null,
-    detailsSignature: null, detailsAt: 0, detailsInFlight: false,
-    plotSignature: null, plotAt: 0, plotInFlight: false,
+    detailsSignature: null, detailsAt: 0, detailsInFlight: null,
+    plotSignature: null, plotAt: 0, plotInFlight: null, plotEtag: null, plotUrl: null,
   };
 
+  function setLoading(id, loading) {
+    const note = $("#" + id);
+    if (note) note.hidden = !loading;
+  }
+
+  // Another sweep or grouping chosen: what is in flight is for the old choice, so it is dropped (the
+  // plot followed the "Results by" choice only after the old picture had arrived), and the table and
+  // plot say they are loading until the new answers are drawn.
   function forgetShown() {
+    for (const inFlight of [view.detailsInFlight, view.plotInFlight]) if (inFlight) inFlight.abort();
+    view.detailsInFlight = view.plotInFlight = null;
     view.detailsSignature = null;
     view.plotSignature = null;
+    setLoading("summary-loading", true);
+    setLoading("plot-loading", true);
   }
 
   function selectedFromHash() {
@@ -210,37 +228,64 @@
   // the counts changed (or, for the plot, every few seconds while jobs run: curves grow between
   // state changes), and never more often than DETAILS_REFRESH_MS / PLOT_REFRESH_MS while running.
 
-  function refreshPlot(sweepId, signature) {
-    const plot = $("#plot");
-    const by = encodeURIComponent($("#by").value);
-    view.plotInFlight = true;
+  // The plot is fetched (not an <img> URL with a cache buster), so an unchanged sweep costs a 304 and
+  // the kept picture is not decoded again; it is shown through an object URL (the CSP's img-src blob:).
+  async function refreshPlot(sweepId, signature) {
+    const by = $("#by").value;
+    const inFlight = new AbortController();
+    view.plotInFlight = inFlight;
     view.plotSignature = signature;
     view.plotAt = Date.now();
-    plot.onload = plot.onerror = () => {
-      view.plotInFlight = false;
-    };
-    plot.src = "/sweeps/" + encodeURIComponent(sweepId) + "/plot.png?by=" + by + "&threshold=" + THRESHOLD
-      + "&t=" + Date.now();
+    try {
+      const path = "/sweeps/" + encodeURIComponent(sweepId) + "/plot.png?by=" + encodeURIComponent(by)
+        + "&threshold=" + THRESHOLD;
+      const response = await getResponse(path, inFlight.signal, "image/png");
+      const etag = response.headers.get("ETag");
+      const plot = $("#plot");
+      if (etag === null || etag !== view.plotEtag || plot.dataset.by !== by) {
+        const url = URL.createObjectURL(await response.blob());
+        await new Promise((resolve) => {
+          plot.onload = plot.onerror = resolve;
+          plot.src = url;
+        });
+        if (view.plotUrl) URL.revokeObjectURL(view.plotUrl);
+        view.plotUrl = url;
+        view.plotEtag = etag;
+      }
+      plot.dataset.by = by; // what the shown picture is grouped by (the tests read it)
+      setLoading("plot-loading", false);
+    } catch (error) {
+      if (error.name !== "AbortError") console.warn(error);
+    } finally {
+      if (view.plotInFlight === inFlight) view.plotInFlight = null;
+    }
   }
 
   async function refreshDetails(sweepId, signature) {
-    view.detailsInFlight = true;
+    const inFlight = new AbortController();
+    view.detailsInFlight = inFlight;
     view.detailsAt = Date.now();
     try {
       const by = $("#by").value;
       const query = "?by=" + encodeURIComponent(by) + "&threshold=" + THRESHOLD;
       const base = "/sweeps/" + encodeURIComponent(sweepId);
-      const [summary, status] = await Promise.all([getJson(base + "/summary" + query), getJson(base)]);
-      if (sweepId !== view.selected) return;
+      const [summary, status] = await Promise.all(
+        [getJson(base + "/summary" + query, inFlight.signal), getJson(base, inFlight.signal)]);
+      if (sweepId !== view.selected || inFlight.signal.aborted) return;
       renderSummary(summary);
       renderJobs(status.jobs);
       view.detailsSignature = signature; // only once the details for it are shown
+      setLoading("summary-loading", false);
     } catch (error) {
-      console.warn(error);
+      if (error.name !== "AbortError") console.warn(error);
     } finally {
-      view.detailsInFlight = false;
+      if (view.detailsInFlight === inFlight) view.detailsInFlight = null;
     }
   }
+
+  // Each asks the API to read about one cost row per logged step of every job: a large running sweep
+  // is asked less often (every 10 s at 10,000 jobs), besides the 304s while it does not change.
+  const spacing = (base, size) => Math.max(base, size);
 
   function showSweep(sweep) {
     $("#sweep").hidden = false;
@@ -254,11 +299,12 @@
     const now = Date.now();
     const fresh = view.detailsSignature === null || !view.detailsSignature.startsWith(sweep.sweep_id);
     if (!view.detailsInFlight && signature !== view.detailsSignature
-        && (done || fresh || now - view.detailsAt >= DETAILS_REFRESH_MS)) {
+        && (done || fresh || now - view.detailsAt >= spacing(DETAILS_REFRESH_MS, sweep.size))) {
       refreshDetails(sweep.sweep_id, signature); // not awaited: the counts keep updating meanwhile
     }
-    if (!view.plotInFlight && (signature !== view.plotSignature
-        || (!done && now - view.plotAt >= PLOT_REFRESH_MS))) {
+    const plotFresh = view.plotSignature === null || !view.plotSignature.startsWith(sweep.sweep_id);
+    if (!view.plotInFlight && (plotFresh || signature !== view.plotSignature || !done)
+        && (done || plotFresh || now - view.plotAt >= spacing(PLOT_REFRESH_MS, sweep.size))) {
       refreshPlot(sweep.sweep_id, signature);
     }
   }
