@@ -160,3 +160,56 @@ def test_the_api_hands_verify_to_a_worker(sqlite_cluster: Cluster, tmp_path: Pat
         )
     finally:
         api.stop()
+
+
+# --- the store's side, on SQLite and Postgres ------------------------------------------------------
+
+
+def test_a_stored_early_stopped_job_verifies_on_each_store(database_url: str) -> None:
+    """A job trained and stored as a worker does (here with an early-stopping rule, so the re-run must
+    stop where it did), verified from the store; then the verify request's round trip through the
+    ``verifications`` table, and a tampered cost row."""
+    import torch
+    from sqlalchemy import update
+
+    from xorjobs.models.stopping import rule_of
+    from xorjobs.models.train import train
+    from xorjobs.spec import SweepSpec
+    from xorjobs.store import queries, verifications
+    from xorjobs.store.claims import claim_job
+    from xorjobs.store.engine import write_session
+    from xorjobs.store.results import finish_job
+    from xorjobs.store.schema import ensure_schema
+    from xorjobs.store.sweeps import create_sweep
+    from xorjobs.store.tables import Cost
+    from xorjobs.worker.outcomes import outcome_of
+    from xorjobs.worker.verify import verify_stored_job
+
+    ensure_schema(database_url)
+    spec = SweepSpec(variants=["nn"], seeds=[1], lrs=[1.0], steps=5001, log_every=100, stop_below=0.5)
+    job_id = create_sweep(database_url, spec).jobs[0].job_id
+    claim = claim_job(database_url, job_id, "test-worker", lease_seconds=60, max_attempts=3)
+    assert claim is not None
+    result = train("nn", 1, 1.0, 5001, 100, "cpu", stop=rule_of(0.5, False))
+    outcome = outcome_of(result, 0, torch.__version__, "nn", "solo", 5001)
+    finish_job(database_url, job_id, claim.attempt, outcome)
+    stored = queries.job_detail(database_url, job_id)
+    assert stored["stopped_at_step"] is not None and stored["stopped_at_step"] < 5000
+
+    report = verify_stored_job(database_url, job_id)
+    assert report["identical"] and report["steps_compared"] == stored["stopped_at_step"] // 100 + 1
+
+    verification_id = verifications.request(database_url, job_id, "cpu")
+    pending = verifications.pending(database_url, verification_id)
+    assert pending is not None and (pending.job_id, pending.device) == (job_id, "cpu")
+    assert verifications.answer_of(database_url, verification_id) is None
+    assert verifications.answer(database_url, verification_id, report=report)
+    assert not verifications.answer(database_url, verification_id, error="late", status=504)  # once
+    answer = verifications.answer_of(database_url, verification_id)
+    assert answer is not None and answer.report is not None and answer.report["identical"] is True
+    assert verifications.pending(database_url, verification_id) is None
+
+    with write_session(database_url) as session:
+        session.execute(update(Cost).where(Cost.job_id == job_id, Cost.step == 100).values(value=0.25))
+    tampered = verify_stored_job(database_url, job_id)
+    assert not tampered["identical"] and tampered["first_differing_step"] == 100
