@@ -185,3 +185,30 @@ def test_sweep_fields_and_flags_are_validated() -> None:
         with pytest.raises(InvalidSpec) as refused:
             build_spec(["nn"], None, None, "300", stop_below=bad)
         assert refused.value.field == "--stop-below", bad
+
+
+@pytest.mark.parametrize("variant", ["nn", "backprop"])
+def test_the_batched_engine_stops_and_compacts_on_the_cpu(variant: str) -> None:
+    """The CUDA engine's maths (eager, on the CPU here; no GPU in CI): each member stops at the first
+    logged step whose own logged cost is below the threshold, the others run every step, and the pack
+    shrinks as they leave. (Its CUDA-graph pack re-captures its graphs for the smaller pack.)"""
+    from xorjobs.models.packed_batched import BatchedEngine
+
+    seeds = [seed for seed, _ in JOBS[variant]]
+    lrs = [lr for _, lr in JOBS[variant]]
+    engine = BatchedEngine(graphs=False)
+    try:
+        results: list[TrainResult | None] = list(
+            engine.train(variant, seeds, lrs, steps=STEPS, log_every=50, stop=StopRule(0.3))
+        )
+    except PackedMemberError as failure:
+        results = list(failure.results)
+    stopped = 0
+    for result in results:
+        if result is None:
+            continue
+        first = next((step for step, cost in result.costs if cost < 0.3), None)
+        assert result.stopped_at_step == first
+        assert result.steps_trained(STEPS) == (STEPS if first is None else first + 1)
+        stopped += first is not None
+    assert stopped
