@@ -61,7 +61,8 @@ def print_report(report: VerifyReport) -> None:
     agree = {True: "agrees", False: "differs"}
     out.print(
         f"  accuracy {agree[report.accuracy_agrees]} (stored {render.number(report.stored_accuracy)}, "
-        f"re-run {render.number(report.rerun_accuracy)}); labels {'agree' if report.labels_agree else 'differ'}; "
+        f"re-run {render.number(report.rerun_accuracy)}); "
+        f"labels {'agree' if report.labels_agree else 'differ'}; "
         f"hypothesis {'identical' if report.hypothesis_identical else 'differs'}"
     )
     stored = report.stored
