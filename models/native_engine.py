@@ -277,10 +277,10 @@ class _NativeRun:
             values = torch.from_numpy(costs[:, : len(members)])
             for index, logged_step in enumerate(logged):
                 cost_log.log(logged_step, values[index], fail_step > logged_step)
-            if end == steps:
-                break
-            step = end
             if not logged:
+                if end == steps:
+                    break
+                step = end
                 continue
             # `end` is just past a logged step s: its cost, and for the solved rule its forward pass.
             s = logged[-1]
@@ -288,14 +288,17 @@ class _NativeRun:
             hypothesis = solved_hyp if solved_hyp is not None else torch.zeros(4, len(members))
             below, solved = rule.reasons(values[-1], hypothesis, y, alive)
             stops.record(s, members, below.tolist(), solved.tolist())
-            leaving = (below | solved | ~alive).tolist()
-            if any(leaving):
+            if end == steps:
+                break  # s was the last step: everyone's final hypothesis is the closing forward pass
+            step = end
+            leaving = below | solved | ~alive
+            if bool(leaving.any()):
                 after = torch.from_numpy(hyp[:, : len(members)].copy())
-                for lane, job in enumerate(members):
-                    if leaving[lane]:
-                        final[:, job] = after[:, lane]
-                        failed[job] = not bool(alive[lane])
-                lanes = [lane for lane, left in enumerate(leaving) if not left]
+                jobs_of = torch.tensor(members)
+                final[:, jobs_of[leaving]] = after[:, leaving]
+                for job in jobs_of[leaving & ~alive].tolist():
+                    failed[job] = True
+                lanes = (~leaving).nonzero().flatten().tolist()
                 if not lanes:
                     return final, failed
                 members = [members[lane] for lane in lanes]

@@ -212,3 +212,15 @@ def test_the_batched_engine_stops_and_compacts_on_the_cpu(variant: str) -> None:
         assert result.steps_trained(STEPS) == (STEPS if first is None else first + 1)
         stopped += first is not None
     assert stopped
+
+
+def test_a_rule_that_holds_at_the_last_step_is_recorded_in_every_engine() -> None:
+    """nn seed 4 at lr 5 gets below 0.05 at logged step 300: trained for 301 steps, every engine says it
+    stopped there (having trained all its steps), and the numbers are the plain 301-step run's."""
+    rule = StopRule(0.05)
+    plain = train("nn", 4, 5.0, steps=301, log_every=100)
+    engines = [SOLO, EXACT, NATIVE] if NATIVE.self_check("nn", "cpu", 100) else [SOLO, EXACT]
+    for engine in engines:
+        (result,) = engine.train("nn", [4], [5.0], steps=301, log_every=100, stop=rule)
+        assert (result.stopped_at_step, result.stop_reason) == (300, COST_BELOW), engine.name
+        assert result.steps_trained(301) == 301 and same_result(result, plain)
