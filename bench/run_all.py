@@ -229,6 +229,11 @@ def main() -> None:
         )
     )
     print(f"\nwritten: {RESULTS}")
+    # Issue 12 §3: early stopping's saving on each CPU engine, its own table and JSON.
+    from bench import early_stopping
+
+    print()
+    early_stopping.main([])
 
 
 if __name__ == "__main__":
