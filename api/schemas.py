@@ -214,6 +214,14 @@ class SweepList(Shape):
 
 class SweepStatus(SweepSummary):
     spec: SweepSpec
+    progress: float = Field(
+        description="Jobs done, each running job counting the part of its steps it has logged: what the "
+        "CLI's progress bars show (they move while a pack trains)"
+    )
+    elapsed_seconds: float | None = Field(
+        description="Seconds since the sweep's first job started (to its last finish once every job is "
+        "finished), on the store's clock; null before any started. The CLI's ETA: elapsed × left / done"
+    )
     jobs: list[Job] = Field(description="In expansion order: variant, then seed, then lr")
 
 

@@ -22,10 +22,12 @@ from rich.console import Console
 from tests.helpers import run_main, write_known_sweep
 from tests.services import XORJOBS, clean_env, wait_until
 from xorjobs.cli import render
+from xorjobs.cli.progress_view import eta_seconds
 from xorjobs.settings import get_settings
 from xorjobs.spec import validate_spec
 from xorjobs.store import control, queries
 from xorjobs.store.claims import claim_job
+from xorjobs.store.costs import record_costs
 from xorjobs.store.results import Outcome, finish_job
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import create_sweep
@@ -214,3 +216,65 @@ def test_sweeps_and_workers_fit_80_columns(monkeypatch: MP, capsys: Capsys) -> N
         assert code == 0 and max(len(line) for line in lines) <= 80, (err, "\n".join(lines))
         row = next(line for line in lines if sweep_id in line or "cpu-123456@worker-host-01" in line)
         assert "succeeded 12" in row or "live" in row.split(), "\n".join(lines)
+
+
+# --- progress: moves with a pack's logged steps, full state names, one ETA for run and status --watch ---
+
+
+def test_a_running_pack_moves_the_sweeps_progress_with_its_logged_steps(database_url: str) -> None:
+    ensure_schema(database_url)
+    spec = validate_spec({"variants": ["nn"], "seeds": [1, 2, 3], "steps": 1000, "log_every": 100})
+    first, second, third = create_sweep(database_url, spec).jobs
+    claims = [claim_job(database_url, job.job_id, "cpu-1@host", 60, 3) for job in (first, second, third)]
+    assert all(claims)
+    a, b, c = (claim for claim in claims if claim is not None)
+    record_costs(database_url, a.job_id, a.attempt, [(step, 0.7) for step in range(0, 500, 100)], 60)  # 400
+    record_costs(database_url, b.job_id, b.attempt, [(0, 0.7), (100, 0.7), (200, 0.7)], 60)  # step 200
+    outcome = Outcome([(0, 0.7)], 0.6, [0.1, 0.9, 0.9, 0.1], [0, 1, 1, 0], 1.0, "cpu", "x", "x")
+    finish_job(database_url, c.job_id, c.attempt, outcome)
+    status = queries.sweep_status(database_url, str(queries.job_detail(database_url, a.job_id)["sweep_id"]))
+    assert status["counts"]["running"] == 2 and status["counts"]["succeeded"] == 1
+    assert status["progress"] == pytest.approx(1 + 0.4 + 0.2)
+    assert status["elapsed_seconds"] is not None and 0 <= status["elapsed_seconds"] < 60
+
+
+def _status(progress: float, elapsed: float | None, **counts: int) -> dict[str, Any]:
+    every = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0, **counts}
+    return {
+        "sweep_id": "sw-0123456789ab",
+        "counts": every,
+        "jobs": [],
+        "progress": progress,
+        "elapsed_seconds": elapsed,
+    }
+
+
+def test_the_eta_is_one_rule_elapsed_times_left_over_done() -> None:
+    assert eta_seconds(_status(1.6, 8.0, succeeded=1, running=2)) == pytest.approx(7.0)
+    assert eta_seconds(_status(0.0, 3.0, running=3)) is None  # nothing done yet: no pace to go by
+    assert eta_seconds(_status(3.0, 9.0, succeeded=3)) is None  # done
+    assert eta_seconds(_status(0.5, None, queued=3)) is None
+
+
+def test_run_and_status_watch_show_the_same_progress_and_eta_in_whole_state_names(
+    monkeypatch: MP,
+) -> None:
+    from xorjobs.cli import waiting
+    from xorjobs.cli.watch import watch_status
+
+    moving, done = _status(1.6, 8.0, succeeded=1, running=2), _status(3.0, 12.0, succeeded=3)
+    shown = []
+    for show in ("run", "status --watch"):
+        console = Console(file=io.StringIO(), width=80, force_terminal=True, record=True, highlight=False)
+        fetch = iter([moving, done]).__next__
+        if show == "run":
+            monkeypatch.setattr(waiting, "stderr", console)
+            waiting.wait_for_sweep(fetch, interval=0)
+        else:
+            watch_status(fetch, console, lambda _: render.new_table(""), interval=0)
+        shown.append(console.export_text())
+    for text in shown:
+        assert "sweep sw-0123456789ab: running 2, succeeded 1" in text, text
+        assert "1/3 jobs 0:00:08 elapsed, ETA 0:00:07" in text, text
+        assert "queu=" not in text and "runn=" not in text
+        assert "3/3 jobs 0:00:12 elapsed, ETA -:--:--" in text, text

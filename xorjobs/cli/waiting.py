@@ -7,15 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.live import Live
 
+from xorjobs.cli.progress_view import SweepProgress
 from xorjobs.cli.render import counts_line, safe, stderr
 from xorjobs.defaults import finished_count
 
@@ -41,26 +35,22 @@ def wait_or_leave_running(fetch_status: Callable[[], dict[str, Any]], sweep_id: 
 
 
 def wait_for_sweep(fetch_status: Callable[[], dict[str, Any]], interval: float = 0.5) -> dict[str, Any]:
-    """Poll until every job is terminal; returns the last status."""
+    """Poll until every job is terminal, showing the sweep's progress on stderr when it is a terminal
+    (the view ``status --watch`` shows too); returns the last status."""
     status = fetch_status()
-    total = sum(status["counts"].values())
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr,
-        transient=False,
-        disable=not stderr.is_terminal,
-    ) as progress:
-        task = progress.add_task(status["sweep_id"], total=total, counts="")
-        while True:
-            counts = status["counts"]
-            summary = " ".join(f"{state[:4]}={n}" for state, n in counts.items() if n)
-            progress.update(task, completed=finished_count(counts), counts=summary)
-            if finished_count(counts) >= total:
-                return status
+
+    def done(current: dict[str, Any]) -> bool:
+        return bool(finished_count(current["counts"]) >= sum(current["counts"].values()))
+
+    if not stderr.is_terminal:
+        while not done(status):
             time.sleep(interval)
             status = fetch_status()
+        return status
+    progress = SweepProgress(stderr)
+    with Live(progress.view(status), console=stderr, auto_refresh=False, transient=False) as live:
+        while not done(status):
+            time.sleep(interval)
+            status = fetch_status()
+            live.update(progress.view(status), refresh=True)
+    return status

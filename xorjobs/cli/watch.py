@@ -1,4 +1,4 @@
-"""``status --watch``: the status table redrawn in place under a progress bar until the sweep finishes."""
+"""``status --watch``: the status table redrawn in place under the sweep's progress until it finishes."""
 
 from __future__ import annotations
 
@@ -8,17 +8,9 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from xorjobs.cli import render
+from xorjobs.cli.progress_view import SweepProgress
 from xorjobs.defaults import finished_count
 
 
@@ -28,28 +20,16 @@ def watch_status(
     jobs_table: Callable[[dict[str, Any]], Table],
     interval: float = 1.0,
 ) -> dict[str, Any]:
-    """Redraw the status table in place, under a progress bar with counts and an ETA, until every job
-    is finished; returns the last status. The caller prints once instead when stdout is no terminal."""
+    """Redraw the status table in place, under the progress view ``run`` shows too (same bar, same
+    ETA), until every job is finished; returns the last status. The caller prints once instead when
+    stdout is no terminal."""
     status = fetch_status()
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        auto_refresh=False,
-    )
-    task = progress.add_task(status["sweep_id"], total=sum(status["counts"].values()), counts="")
+    progress = SweepProgress(console)
 
     def frame(current: dict[str, Any]) -> Group:
-        counts = current["counts"]
-        progress.update(task, completed=finished_count(counts), counts=render.counts_line(counts))
-        return Group(progress, jobs_table(current))
+        return Group(progress.view(current), jobs_table(current))
 
-    with Live(frame(status), console=console, refresh_per_second=4, transient=False) as live:
+    with Live(frame(status), console=console, auto_refresh=False, transient=False) as live:
         while finished_count(status["counts"]) < sum(status["counts"].values()):
             time.sleep(interval)
             status = fetch_status()

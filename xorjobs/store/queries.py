@@ -14,6 +14,7 @@ from xorjobs.errors import NotFound
 from xorjobs.filters import DEFAULT_ORDER, NO_JOB_FILTER, NO_SWEEP_FILTER, JobFilter, JobOrder, SweepFilter
 from xorjobs.store.engine import read_session
 from xorjobs.store.floats import FloatKind, decode_float
+from xorjobs.store.progress import sweep_progress
 from xorjobs.store.tables import Cost, Job, JobState, Sweep
 
 JobRecord = dict[str, Any]
@@ -202,6 +203,7 @@ def sweep_status(
         )
         jobs = session.scalars(statement).all()
         record = _sweep_record(sweep, _counts_by_sweep(session, [sweep_id])[sweep_id])
+        record["progress"], record["elapsed_seconds"] = sweep_progress(session, sweep_id, record["counts"])
         record["jobs"] = [job_record(job) for job in jobs]
         return record
 
