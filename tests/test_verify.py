@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import httpx2
 import pytest
 
 from tests.helpers import Cluster, run_main
-from tests.services import start_api
+from tests.services import XORJOBS, start_api
 from xorjobs.client import Client
 from xorjobs.verification import compare_costs, provenance_note, verify_report
 
@@ -135,6 +136,13 @@ def test_the_api_hands_verify_to_a_worker(sqlite_cluster: Cluster, tmp_path: Pat
         report = client.verify(job_id)
         assert report.identical and report.first_differing_step is None and report.steps_compared == 3
         assert report.here["torch_version"] == report.stored["torch_version"]
+        # The CLI over HTTP: the same client, the same report.
+        cli_env = {**env, "XORJOBS_API_URL": url, "XORJOBS_HOME": str(tmp_path / "cli-home")}
+        verified = subprocess.run(
+            [XORJOBS, "verify", job_id, "--json"], env=cli_env, capture_output=True, text=True, timeout=120
+        )
+        assert verified.returncode == 0, verified.stderr
+        assert json.loads(verified.stdout)["identical"] is True
 
         _tamper(
             Path(sqlite_cluster.url.removeprefix("sqlite:///")),
