@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from tests.helpers import BAD_SPECS
 from xorjobs.errors import InvalidSpec
-from xorjobs.spec import MAX_JOBS_PER_SWEEP, SweepSpec, expand, parse_lrs, parse_seeds, validate_spec
+from xorjobs.spec import MAX_JOBS_PER_SWEEP, SweepSpec, expand, validate_spec
+from xorjobs.spec_tokens import parse_lrs, parse_seeds
 
 
 def test_defaults_are_the_seed_scripts() -> None:

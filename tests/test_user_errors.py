@@ -20,7 +20,8 @@ from xorjobs.api.main import create_app
 from xorjobs.defaults import MAX_COST_POINTS_PER_JOB
 from xorjobs.errors import IdempotencyKeyReused, InvalidSpec
 from xorjobs.settings import Settings, get_settings
-from xorjobs.spec import SweepSpec, parse_lrs, parse_seeds, validate_spec
+from xorjobs.spec import SweepSpec, validate_spec
+from xorjobs.spec_tokens import parse_lrs, parse_seeds
 from xorjobs.store.schema import ensure_schema, upgrade
 from xorjobs.store.sweeps import create_sweep
 

@@ -36,10 +36,8 @@ from xorjobs.spec import (
     LearningRate,
     Seed,
     first_control_character,
-    parse_lrs,
-    parse_seeds,
-    split_tokens,
 )
+from xorjobs.spec_tokens import parse_lrs, parse_seeds, split_tokens
 
 SortKey = Literal["final_cost", "accuracy", "seed", "lr"]
 SORT_KEYS: tuple[str, ...] = get_args(SortKey)

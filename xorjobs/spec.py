@@ -1,12 +1,12 @@
 """The job contract: what a sweep may ask for, how it is validated, and how it expands into jobs.
 
 One place serves the API (the pydantic model is its request body, so the limits appear in the OpenAPI
-schema) and the CLI (which parses its flags into the same model). Limits are issue 2's, section 2.
+schema) and the CLI (which parses its flags, ``xorjobs.spec_tokens``, into the same model). Limits are
+issue 2's, section 2.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import struct
 import unicodedata
@@ -332,85 +332,3 @@ def _located(location: str, message: str) -> tuple[str, str]:
     if separator and head.split(".")[0] == location.split(".")[0] and " " not in head:
         return head, rest
     return location, message
-
-
-# --- CLI token parsing: comma lists, repeated flags and inclusive seed ranges ----------------------
-# One rule for every number a flag takes: ASCII digits only (no "٣", no "1_000"), no empty list items.
-
-_INTEGER = re.compile(r"[0-9]+")
-_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
-
-
-def split_tokens(values: Iterable[str], field: str = "value") -> list[str]:
-    """``["nn,wide_deep", "backprop"]`` → ``["nn", "wide_deep", "backprop"]`` (flags may repeat).
-
-    An empty item (``1,,2``, a trailing comma) is refused: it is a typo, not an item to skip."""
-    tokens = []
-    for value in values:
-        for token in value.split(","):
-            if token.strip() == "":
-                raise InvalidSpec(field, f"{value!r} has an empty item (a doubled or trailing comma?)")
-            tokens.append(token.strip())
-    return tokens
-
-
-def parse_integer(text: str, field: str) -> int:
-    """A non-negative integer written in ASCII digits (the one rule for --steps, --log-every, seeds)."""
-    stripped = text.strip()
-    if _INTEGER.fullmatch(stripped) is None:
-        raise InvalidSpec(field, f"{text!r} is not a non-negative integer (ASCII digits only)")
-    return int(stripped)
-
-
-def parse_seeds(values: Iterable[str]) -> list[int]:
-    """Parse ``777``, ``1-10`` (inclusive) and comma lists; refuse oversized ranges before expanding."""
-    seeds: list[int] = []
-    for token in split_tokens(values, "seed"):
-        low_text, dash, high_text = token.partition("-")
-        low = _parse_seed_number(low_text, token)
-        high = _parse_seed_number(high_text, token) if dash else low
-        if high < low:
-            raise InvalidSpec("seed", f"range {token!r} runs backwards (a-b needs a <= b)")
-        if len(seeds) + (high - low + 1) > MAX_JOBS_PER_SWEEP:
-            raise InvalidSpec(
-                "seed", f"more than {MAX_JOBS_PER_SWEEP} seeds (a sweep has at most that many jobs)"
-            )
-        seeds.extend(range(low, high + 1))
-    return seeds
-
-
-def _parse_seed_number(text: str, token: str) -> int:
-    if _INTEGER.fullmatch(text) is None:
-        raise InvalidSpec("seed", f"{token!r} is not a non-negative integer or a range a-b (ASCII digits)")
-    value = int(text)
-    if value > MAX_SEED:
-        raise InvalidSpec("seed", f"{value} is too large (seeds are below 2^63)")
-    return value
-
-
-def parse_lrs(values: Iterable[str]) -> list[float]:
-    """Parse learning rates written as decimals (``0.5``, ``1e-3``); NaN, inf, underscores, non-ASCII
-    digits and overflowing literals such as ``1e309`` are refused."""
-    lrs = []
-    for token in split_tokens(values, "lr"):
-        if token.lower().lstrip("+-") in ("nan", "inf", "infinity"):
-            raise InvalidSpec("lr", f"{token!r} is not a finite number")
-        if _DECIMAL.fullmatch(token) is None:
-            raise InvalidSpec("lr", f"{token!r} is not a decimal number (like 0.5 or 1e-3)")
-        lr = float(token)
-        if not math.isfinite(lr):
-            raise InvalidSpec("lr", f"{token!r} is not a finite number")
-        lrs.append(lr)
-    return lrs
-
-
-def parse_stop_below(text: str, field: str = "--stop-below") -> float:
-    """A cost threshold written as a decimal (``0.05``, ``1e-3``); NaN, inf and non-decimals refused
-    (the range, > 0, is SweepSpec's)."""
-    token = text.strip()
-    if _DECIMAL.fullmatch(token) is None:
-        raise InvalidSpec(field, f"{text!r} is not a decimal number (like 0.05 or 1e-3)")
-    value = float(token)
-    if not math.isfinite(value):
-        raise InvalidSpec(field, f"{text!r} is not a finite number")
-    return value

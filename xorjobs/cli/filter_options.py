@@ -17,7 +17,7 @@ from xorjobs.filters import (
     parse_job_order,
     parse_sweep_filter,
 )
-from xorjobs.spec import parse_integer
+from xorjobs.spec_tokens import parse_integer
 
 States = Annotated[
     list[str] | None,

@@ -2,12 +2,12 @@
 
 With ``-f FILE`` the sweep comes from a sweep file (``xorjobs.sweep_file``) and each flag given beside it
 replaces that key; ``--lr loguniform:1e-3:10:50``, ``--lr uniform:0.1:2:20`` and ``--seed random:100`` are
-the compact forms of the sampled requests (``xorjobs.spec.LrSample``/``SeedSample``).
+the compact forms of the sampled requests (``xorjobs.spec.LrSample``/``SeedSample``), parsed by
+``xorjobs.spec_tokens``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from typing import Annotated, Any
 
@@ -15,15 +15,8 @@ import typer
 
 from xorjobs.defaults import DEFAULT_STEPS
 from xorjobs.errors import InvalidSpec
-from xorjobs.spec import (
-    SweepSpec,
-    parse_integer,
-    parse_lrs,
-    parse_seeds,
-    parse_stop_below,
-    split_tokens,
-    validate_spec,
-)
+from xorjobs.spec import SweepSpec, validate_spec
+from xorjobs.spec_tokens import parse_integer, parse_lr_flag, parse_seed_flag, parse_stop_below, split_tokens
 
 _SPEC_FIELD_TO_FLAG = {
     "variants": "--variant",
@@ -39,9 +32,6 @@ _SPEC_FIELD_TO_FLAG = {
 }
 _SPEC_FIELD_TO_PARAMETER = {"variants": "variant", "seeds": "seed", "lrs": "lr"}
 """The parameter of each field whose flag is not named after it (the others are: ``steps``, ...)."""
-
-_LR_SAMPLE = re.compile(r"(loguniform|log_uniform|uniform):(.*)")
-_SEED_SAMPLE = re.compile(r"random:(.*)")
 
 Variants = Annotated[
     list[str] | None,
@@ -142,9 +132,9 @@ def build_spec(
     if variants:
         fields["variants"] = split_tokens(variants, "--variant")
     if seeds:
-        fields["seeds"] = _flag_errors(_parse_seed_flag, seeds)
+        fields["seeds"] = _flag_errors(parse_seed_flag, seeds)
     if lrs:
-        fields["lrs"] = _flag_errors(_parse_lr_flag, lrs)
+        fields["lrs"] = _flag_errors(parse_lr_flag, lrs)
     if sampler_seed is not None:
         fields["sampler_seed"] = _flag_errors(
             lambda texts: parse_integer(texts[0], "sampler-seed"), [sampler_seed]
@@ -199,40 +189,6 @@ def _named_by_flag(error: InvalidSpec, fields: dict[str, Any]) -> InvalidSpec:
     if part and not part.isdigit():  # a sampled request's key: --lr: low: ...
         message = f"{part}: {message}"
     return InvalidSpec(_SPEC_FIELD_TO_FLAG.get(field, field), message)
-
-
-def _parse_lr_flag(values: list[str]) -> list[float] | dict[str, Any]:
-    """Rates, or one sampled request: ``loguniform:LOW:HIGH:COUNT`` / ``uniform:LOW:HIGH:COUNT``."""
-    tokens = split_tokens(values, "lr")
-    sampled = [token for token in tokens if _LR_SAMPLE.fullmatch(token)]
-    if not sampled:
-        return parse_lrs(values)
-    if len(tokens) > 1:
-        raise InvalidSpec("lr", f"{sampled[0]!r} is a sampled --lr: give it alone, without other rates")
-    kind, rest = _LR_SAMPLE.fullmatch(sampled[0]).groups()  # type: ignore[union-attr]
-    parts = rest.split(":")
-    if len(parts) != 3:
-        raise InvalidSpec("lr", f"{sampled[0]!r}: write {kind}:LOW:HIGH:COUNT (like {kind}:1e-3:10:50)")
-    low, high = parse_lrs([parts[0]])[0], parse_lrs([parts[1]])[0]
-    count = parse_integer(parts[2], "lr")
-    return {
-        "sample": "uniform" if kind == "uniform" else "log_uniform",
-        "low": low,
-        "high": high,
-        "count": count,
-    }
-
-
-def _parse_seed_flag(values: list[str]) -> list[int] | dict[str, Any]:
-    """Seeds, or ``random:COUNT`` (COUNT distinct random seeds)."""
-    tokens = split_tokens(values, "seed")
-    sampled = [token for token in tokens if _SEED_SAMPLE.fullmatch(token)]
-    if not sampled:
-        return parse_seeds(values)
-    if len(tokens) > 1:
-        raise InvalidSpec("seed", f"{sampled[0]!r} is a sampled --seed: give it alone, without other seeds")
-    count = _SEED_SAMPLE.fullmatch(sampled[0]).group(1)  # type: ignore[union-attr]
-    return {"sample": "random", "count": parse_integer(count, "seed")}
 
 
 def _flag_errors(parse: Any, values: list[str]) -> Any:
