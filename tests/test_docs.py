@@ -4,19 +4,26 @@ The page itself is rendered in a real browser in tests/test_dashboard.py."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from typer.main import get_command
 
 from tests.helpers import TOKEN, write_known_sweep
+from xorjobs.api import routes
 from xorjobs.api.main import create_app
 from xorjobs.api.routes.docs import SWAGGER_UI_FOLDER, SWAGGER_UI_VERSION
+from xorjobs.cli.app import app as cli_app
 from xorjobs.settings import Settings
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 EXTERNAL_URL = re.compile(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)
 
 
@@ -77,3 +84,33 @@ def test_the_docs_page_loads_swagger_ui_from_this_api_only(client: TestClient) -
     assert "validatorUrl: null" in client.get("/static/docs.js").text
     assert client.get(f"/static/swagger-ui/{SWAGGER_UI_VERSION}/LICENSE").status_code == 404  # by name only
     assert client.get("/static/swagger-ui/0.0.1/swagger-ui.css").status_code == 404
+
+
+def test_every_route_is_in_the_readmes_api_table() -> None:
+    table = README.split("## HTTP API", 1)[1].split("\n\n", 2)[1]
+    assert table.startswith("| route |")
+    for module in pkgutil.iter_modules(routes.__path__):  # every router module, even one not yet included
+        for route in importlib.import_module(f"{routes.__name__}.{module.name}").router.routes:
+            assert isinstance(route, APIRoute)
+            path = re.sub(r"\{(sweep|job)_id\}", "{id}", route.path)
+            path = "/static/…" if path.startswith("/static/") else path
+            for method in route.methods:
+                assert re.search(f"`{method} {re.escape(path)}[`\\[?]", table), (
+                    f"{method} {path} is not in the table"
+                )
+
+
+def test_every_command_and_flag_is_in_the_readme() -> None:
+    commands = get_command(cli_app).commands  # type: ignore[attr-defined]
+    missing = []
+    for name, command in commands.items():
+        for full, leaf in [(f"{name} {sub}", c) for sub, c in getattr(command, "commands", {}).items()] or [
+            (name, command)
+        ]:
+            if not leaf.hidden and f"xorjobs {full}" not in README:
+                missing.append(f"xorjobs {full}")
+            flags = {o for p in leaf.params for o in getattr(p, "opts", []) if o.startswith("--")}
+            missing += [
+                f"{full} {f}" for f in sorted(flags - {"--help"}) if not re.search(f"{f}(?![\\w-])", README)
+            ]
+    assert not missing, missing

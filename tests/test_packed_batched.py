@@ -50,6 +50,14 @@ def test_batched_engine_reports_a_nan_member_as_the_solo_run_fails(variant: str)
     assert [len(result.costs) for result in others] == [20, 20]
 
 
+def test_batched_engine_keeps_a_diverging_backprop_member_as_a_result_with_nan_costs() -> None:
+    """The README's CUDA note: backprop's hand-written cost has no input check, so a member that blows up
+    (lr 1000) succeeds with NaN costs, as its solo run does, and is not reported as failed."""
+    results = train_packed("backprop", [3, 4], [1000.0, 1.0], steps=200, log_every=10, engine="batched")
+    assert any(math.isnan(cost) for _, cost in results[0].costs)
+    assert not any(math.isnan(cost) for _, cost in results[1].costs)
+
+
 def test_exact_engine_refuses_other_devices() -> None:
     with pytest.raises(ValueError, match="CPU only"):
         train_packed("nn", [1], [0.1], device="cuda", engine="exact")
