@@ -26,13 +26,17 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.postgres import fresh_database
 from bench.stack import running_stack
 from xorjobs.defaults import DEFAULT_STEPS
+from xorjobs.settings import Settings
 from xorjobs.store import queries
 from xorjobs.testing.seed_scripts import run_seed_script
 
@@ -40,7 +44,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench.json"
 STEPS = DEFAULT_STEPS
 LRS = (0.1, 0.5, 1.0, 5.0)
 TARGETS = {"nn": 300.0, "wide_deep": 100.0}
+"""Issue 6's targets for the 1,000-job sweeps; ``LARGE_TARGETS`` are issue 11's for the 10,000-job ones."""
 PACKED = "xorjobs packed: CLI->API->Redis->workers->SQLite (whole sweep)"
+NATIVE_ALONE = "native trainer alone, no queue or store (whole sweep)"
+LARGE_TARGETS = {"nn": 5000.0, "wide_deep": 1500.0}
 
 
 def sweep_jobs(seeds: int) -> list[tuple[int, float]]:
@@ -101,6 +108,48 @@ def time_packed_alone(variant: str, jobs: list[tuple[int, float]], processes: in
         return time.perf_counter() - started
 
 
+def _native_worker(args: tuple[str, list[tuple[int, float]]]) -> float:
+    from xorjobs.models.engines import NATIVE
+
+    variant, jobs = args
+    started = time.perf_counter()
+    NATIVE.train(variant, [seed for seed, _ in jobs], [lr for _, lr in jobs], steps=STEPS)
+    return time.perf_counter() - started
+
+
+def _warm_native_worker(variant: str) -> None:
+    """Pool initializer: what a worker does once at start for the native engine (its self-check)."""
+    from xorjobs.models.engines import NATIVE
+
+    torch.set_num_threads(1)
+    assert NATIVE.self_check(variant, "cpu", 20), f"the native self-check fails for {variant} here"
+
+
+def time_native_alone(variant: str, jobs: list[tuple[int, float]], processes: int, pack_size: int) -> float:
+    """Wall seconds for the native trainer alone, packs of ``pack_size`` over ``processes`` warm processes."""
+    packs = [jobs[start : start + pack_size] for start in range(0, len(jobs), pack_size)]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes, initializer=_warm_native_worker, initargs=(variant,)) as pool:
+        pool.map(_hold, [1.0] * processes, chunksize=1)
+        started = time.perf_counter()
+        pool.map(_native_worker, [(variant, pack) for pack in packs], chunksize=1)
+        return time.perf_counter() - started
+
+
+@contextmanager
+def store_url(store: str, home: Path) -> Iterator[str | None]:
+    """The store of a stack run: None (the stack's own SQLite file) or a fresh Postgres database."""
+    if store == "sqlite":
+        yield None
+    else:
+        with fresh_database() as url:
+            yield url
+
+
+def stored_job(url: str, job_id: str) -> dict[str, Any]:
+    return {**queries.job_detail(url, job_id), "costs": queries.job_costs(url, job_id)}
+
+
 def same(a: float, b: Any) -> bool:
     value = float(b)
     return (math.isnan(a) and math.isnan(value)) or a == value
@@ -130,8 +179,53 @@ def submit_args(variant: str, seeds: str, lrs: tuple[float, ...]) -> list[str]:
     ]
 
 
+def bench_large(
+    variant: str,
+    seeds: int,
+    store: str,
+    workers: int,
+    pack_size: int,
+    home: Path,
+    seed_outputs: list[Any],
+    baseline_rate: float,
+) -> dict[str, Any]:
+    """A large sweep (10,000 jobs by default) end to end through the stack on ``store``."""
+    jobs = sweep_jobs(seeds)
+    row: dict[str, Any] = {"store": store, "jobs": len(jobs)}
+    with (
+        store_url(store, home) as url,
+        running_stack(home / f"{variant}-{store}-large", workers, pack_size, url) as stack,
+    ):
+        started = time.perf_counter()
+        sweep_id = stack.submit(submit_args(variant, f"0-{seeds - 1}", LRS))
+        first = stack.wait(sweep_id)
+        wall = time.perf_counter() - started
+        counts = queries.sweep_status(stack.database_url, sweep_id)["counts"]
+        sample = [stored_job(stack.database_url, job_id) for job_id in stack.job_ids[: len(seed_outputs)]]
+        row.update(
+            seconds=wall,
+            jobs_per_second=len(jobs) / wall,
+            ratio_to_sequential_seed_loop=len(jobs) / wall / baseline_rate,
+            first_result_seconds=None if first is None else first - started,
+            succeeded=counts["succeeded"],
+            bit_identical_sample=sum(
+                bit_identical(job, output) for job, output in zip(sample, seed_outputs, strict=True)
+            ),
+            sample=len(seed_outputs),
+            peak_rss_mib_per_worker_process=stack.peak_rss_mib(),
+        )
+    return row
+
+
 def bench_variant(
-    variant: str, seeds: int, sample_size: int, workers: int, pack_size: int, home: Path
+    variant: str,
+    seeds: int,
+    sample_size: int,
+    workers: int,
+    pack_size: int,
+    home: Path,
+    large_seeds: int,
+    stores: list[str],
 ) -> dict[str, Any]:
     jobs = sweep_jobs(seeds)
     total = len(jobs)
@@ -167,7 +261,7 @@ def bench_variant(
             bit_identical(job, output)
             for job, output in zip(results["jobs"][: len(sample)], seed_outputs, strict=True)
         )
-        row["peak_rss_mib_per_worker_process"] = round(max(stack.peak_rss.values()) / 2**20, 1)
+        row["peak_rss_mib_per_worker_process"] = stack.peak_rss_mib()
         # A single job, nothing to pack, on the warm workers: its latency against the seed loop's time.
         started = time.perf_counter()
         stack.wait(stack.submit(submit_args(variant, "123456", (1.0,))))
@@ -175,8 +269,19 @@ def bench_variant(
 
     alone_wall = time_packed_alone(variant, jobs, workers, pack_size)
     rates["packed trainer alone, no queue or store (whole sweep)"] = total / alone_wall
+    native_wall = time_native_alone(variant, jobs, workers, pack_size)
+    rates[NATIVE_ALONE] = total / native_wall
     row["single_job_over_seed_loop_seconds"] = row["single_job_seconds"] - row["seed_loop_seconds_per_job"]
-    row["outside_training_share"] = max(0.0, (packed_wall - alone_wall) / packed_wall)
+    # Against the engine the stack runs (native where its self-check passes): what the stack adds.
+    row["outside_training_share"] = max(0.0, (packed_wall - native_wall) / packed_wall)
+    large_alone = time_native_alone(variant, sweep_jobs(large_seeds), workers, pack_size)
+    row["large_native_alone_seconds"] = large_alone
+    row["large"] = [
+        bench_large(variant, large_seeds, store, workers, pack_size, home, seed_outputs, baseline_rate)
+        for store in stores
+    ]
+    for large in row["large"]:
+        large["outside_training_share"] = max(0.0, (large["seconds"] - large_alone) / large["seconds"])
     row["rates_jobs_per_second"] = rates
     row["ratio_to_sequential_seed_loop"] = {name: rate / baseline_rate for name, rate in rates.items()}
     return row
@@ -206,6 +311,21 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"the seed loop: {row['bit_identical_sample']}/{row['sample']} sampled jobs; "
             f"succeeded {row['succeeded']}/{row['jobs']}"
         )
+        alone = row["large_native_alone_seconds"]
+        for large in row["large"]:
+            met = large["ratio_to_sequential_seed_loop"] >= LARGE_TARGETS[variant]
+            first = large["first_result_seconds"]
+            print(
+                f"  {large['jobs']} jobs end to end on {large['store']}: "
+                f"{large['jobs_per_second']:.0f} jobs/s, "
+                f"{large['ratio_to_sequential_seed_loop']:.0f}x the seed loop (target >= "
+                f"{LARGE_TARGETS[variant]:.0f}x: {'met' if met else 'NOT met'}); outside training "
+                f"{large['outside_training_share']:.0%} (native alone {large['jobs'] / alone:.0f} jobs/s); "
+                f"first result after {first if first is None else round(first, 2)} s; peak RSS "
+                f"{large['peak_rss_mib_per_worker_process']} MiB; bit-identical "
+                f"{large['bit_identical_sample']}/{large['sample']}; "
+                f"succeeded {large['succeeded']}/{large['jobs']}"
+            )
 
 
 def main() -> None:
@@ -214,11 +334,24 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=250, help="seeds per sweep (× 4 learning rates)")
     parser.add_argument("--sample", type=int, default=8, help="jobs timed for the scaled baselines")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--pack-size", type=int, default=512)
+    parser.add_argument("--pack-size", type=int, default=Settings.model_fields["pack_size"].default)
+    parser.add_argument("--large-seeds", type=int, default=2500, help="seeds of the large sweeps (x 4 lrs)")
+    parser.add_argument(
+        "--stores", nargs="+", default=["sqlite", "postgres"], help="stores of the large sweeps"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xorjobs-bench-") as folder:
         rows = [
-            bench_variant(v, args.seeds, args.sample, args.workers, args.pack_size, Path(folder))
+            bench_variant(
+                v,
+                args.seeds,
+                args.sample,
+                args.workers,
+                args.pack_size,
+                Path(folder),
+                args.large_seeds,
+                args.stores,
+            )
             for v in args.variants
         ]
     print_table(rows)

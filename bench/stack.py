@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from sqlalchemy import func, select
 
-from xorjobs.store import queries
+from xorjobs.defaults import JOB_STATES
+from xorjobs.store.engine import read_session
+from xorjobs.store.tables import Job
 from xorjobs.testing.processes import (
     XORJOBS,
     ServiceProcess,
@@ -31,6 +34,8 @@ class Stack:
     database_url: str
     workers: list[ServiceProcess]
     peak_rss: dict[int, int] = field(default_factory=dict)
+    job_ids: list[str] = field(default_factory=list)
+    """The last submitted sweep's job ids, in expansion order."""
 
     def submit(self, args: list[str]) -> str:
         """Submit through the CLI (→ API → Redis), as a user would; returns the sweep id."""
@@ -42,14 +47,27 @@ class Stack:
             timeout=300,
             check=True,
         )
-        return str(json.loads(result.stdout)["sweep_id"])
+        submitted = json.loads(result.stdout)
+        self.job_ids = [str(job["id"]) for job in submitted["jobs"]]
+        return str(submitted["sweep_id"])
 
-    def wait(self, sweep_id: str, timeout: float = 1800) -> None:
+    def wait(self, sweep_id: str, timeout: float = 1800) -> float | None:
+        """Wait until the sweep is finished; returns when (``time.perf_counter``) its first stored result
+        was seen (polled every 0.05 s while none is, then every 0.1 s), None if it had none."""
+        first: list[float] = []
+
         def done() -> bool:
-            counts: dict[str, int] = queries.sweep_status(self.database_url, sweep_id)["counts"]
+            counts = sweep_counts(self.database_url, sweep_id)
+            if not first and counts["succeeded"] + counts["failed"] > 0:
+                first.append(time.perf_counter())
             return counts["queued"] + counts["running"] == 0
 
-        wait_until(done, timeout, f"sweep {sweep_id}", interval=0.1)
+        wait_until(done, timeout, f"sweep {sweep_id}", interval=0.05)
+        return first[0] if first else None
+
+    def peak_rss_mib(self) -> float:
+        """The largest peak RSS of any worker process (main, pool child or recovery), in MiB."""
+        return round(max(self.peak_rss.values()) / 2**20, 1)
 
     def sample_memory(self) -> None:
         for worker in self.workers:
@@ -61,9 +79,24 @@ class Stack:
                 self.peak_rss[process.pid] = max(self.peak_rss.get(process.pid, 0), rss)
 
 
+def sweep_counts(url: str, sweep_id: str) -> dict[str, int]:
+    """The sweep's jobs per state, in one grouped count (the poll must not load 10,000 job rows: it
+    would take CPU from the workers it is timing)."""
+    with read_session(url) as session:
+        rows = session.execute(
+            select(Job.state, func.count()).where(Job.sweep_id == sweep_id).group_by(Job.state)
+        ).all()
+    counts: dict[str, int] = {str(state): 0 for state in JOB_STATES}
+    counts.update({str(state): int(count) for state, count in rows})
+    return counts
+
+
 @contextmanager
-def running_stack(home: Path, workers: int, pack_size: int) -> Iterator[Stack]:
-    """Redis, the API and ``workers`` single-process CPU workers on one SQLite file."""
+def running_stack(
+    home: Path, workers: int, pack_size: int, database_url: str | None = None
+) -> Iterator[Stack]:
+    """Redis, the API and ``workers`` single-process CPU workers on one store (``database_url``, else a
+    SQLite file in ``home``)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     redis = subprocess.Popen(
@@ -71,7 +104,7 @@ def running_stack(home: Path, workers: int, pack_size: int) -> Iterator[Stack]:
         stdout=subprocess.DEVNULL,
         cwd=home,
     )
-    database_url = f"sqlite:///{home / 'bench.db'}"
+    database_url = database_url or f"sqlite:///{home / 'bench.db'}"
     env = clean_env(
         XORJOBS_HOME=str(home),
         XORJOBS_DATABASE_URL=database_url,
