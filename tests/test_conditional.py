@@ -12,12 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.helpers import TOKEN, write_known_sweep
-from xorjobs import service as service_module
 from xorjobs.api.main import create_app
 from xorjobs.settings import Settings
 from xorjobs.store import queries
 from xorjobs.store.claims import claim_job
 from xorjobs.store.costs import record_costs
+from xorjobs.store.export import curves_by_job
 from xorjobs.store.versions import sweep_version
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -39,13 +39,13 @@ def client(known: tuple[str, str]) -> Iterator[TestClient]:
 def cost_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Each sweep read of every cost (the summary's and the plot's), by sweep id."""
     reads: list[str] = []
-    real = service_module.curves_by_job
+    real = curves_by_job
 
     def counted(url: str, sweep_id: str, *args: Any) -> Any:
         reads.append(sweep_id)
         return real(url, sweep_id, *args)
 
-    monkeypatch.setattr(service_module, "curves_by_job", counted)
+    monkeypatch.setattr("xorjobs.service.curves_by_job", counted)  # what Service.summary/sweep_figure call
     return reads
 
 

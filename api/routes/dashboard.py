@@ -32,8 +32,8 @@ STATIC_FOLDER = Path(__file__).resolve().parent.parent / "static"
 STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "docs.js": "text/javascript"}
 """Served by name from ``api/static``; anything else is 404 (no path is ever built from the request)."""
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -141,7 +141,8 @@ def dashboard(request: Request) -> Response:
   </div>
   <h3>Jobs</h3>
   <table id="jobs"><thead><tr>
-    <th>job</th><th>variant</th><th>seed</th><th>lr</th><th>state</th><th>final cost</th><th>accuracy</th><th>steps</th>
+    <th>job</th><th>variant</th><th>seed</th><th>lr</th><th>state</th><th>final cost</th><th>accuracy</th>
+    <th>steps</th>
   </tr></thead><tbody></tbody></table>
 </section>
 """
