@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -278,3 +279,55 @@ def test_run_and_status_watch_show_the_same_progress_and_eta_in_whole_state_name
         assert "1/3 jobs 0:00:08 elapsed, ETA 0:00:07" in text, text
         assert "queu=" not in text and "runn=" not in text
         assert "3/3 jobs 0:00:12 elapsed, ETA -:--:--" in text, text
+
+
+# --- --help in click's words for every command; usage errors in the one error style ----------------------
+
+
+def _every_command() -> list[list[str]]:
+    import typer.main
+
+    from xorjobs.cli.app import app
+
+    root = typer.main.get_command(app)
+    commands: list[list[str]] = []
+    for name, command in getattr(root, "commands", {}).items():
+        children = getattr(command, "commands", None)
+        commands += [[name, child] for child in children] if children else [[name]]
+    return commands
+
+
+def test_every_commands_help_names_its_values_and_arguments_as_click_does(
+    monkeypatch: MP, capsys: Capsys
+) -> None:
+    commands = _every_command()
+    assert ["api"] in commands and ["db", "upgrade"] in commands and len(commands) >= 18
+    for command in commands:
+        code, out, _ = run_main([*command, "--help"], monkeypatch, capsys)
+        assert code == 0 and not re.search(r"<[a-z_\[\] ]+>|\{[a-z_]+\}", out), (command, out)
+        assert "CPU|GPU" not in out and "INT RANGE" not in out, (command, out)
+    _, out, _ = run_main(["show", "--help"], monkeypatch, capsys)
+    assert "Usage: xorjobs show [OPTIONS] JOB_ID" in out
+    _, out, _ = run_main(["worker", "--help"], monkeypatch, capsys)
+    assert "cpu|gpu" in out
+    _, out, _ = run_main(["results", "--help"], monkeypatch, capsys)
+    assert re.search(r"--threshold\s+COST", out) and re.search(r"--by\s+FIELDS", out), out
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["api", "--port", "0"], "error: --port: Input should be greater than or equal to 1"),
+        (["worker", "--queue", "tpu"], "error: --queue: 'tpu' is not one of 'cpu', 'gpu'"),
+        (["sweeps", "--limit", "0"], "error: --limit: Input should be greater than or equal to 1"),
+        (["submit", "--lr"], "error: --lr: requires an argument"),
+        (["submit", "--wait=yes"], "error: --wait: does not take a value"),
+        (["show"], "error: JOB_ID: is missing (see `xorjobs show --help`)"),
+        (["submit", "--bogus"], "error: No such option: --bogus (see `xorjobs submit --help`)"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_flag_like_every_other_error(
+    args: list[str], line: str, monkeypatch: MP, capsys: Capsys
+) -> None:
+    code, _, err = run_main(args, monkeypatch, capsys)
+    assert code == 2 and one_line_error(err) == line

@@ -30,7 +30,7 @@ from xorjobs.cli.filter_options import (
     shown_of,
     sweep_filter,
 )
-from xorjobs.cli.help_format import use_click_style_types
+from xorjobs.cli.help_format import usage_error_line, use_click_style_types
 from xorjobs.cli.sweep_options import (
     Device,
     LogEvery,
@@ -429,8 +429,7 @@ def main() -> None:
         error.show()  # the help text, as before
         sys.exit(error.exit_code)
     except UsageError as error:
-        hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
-        render.stderr.print(f"[red]error:[/] {escape(error.format_message())}{hint}", soft_wrap=True)
+        render.stderr.print(f"[red]error:[/] {escape(usage_error_line(error))}", soft_wrap=True)
         sys.exit(error.exit_code)
     except typer.Abort:  # "n" at a confirmation
         render.stderr.print("aborted")
