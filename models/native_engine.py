@@ -287,7 +287,7 @@ class _NativeRun:
             alive = fail_step > s
             hypothesis = solved_hyp if solved_hyp is not None else torch.zeros(4, len(members))
             below, solved = rule.reasons(values[-1], hypothesis, y, alive)
-            stops.record(s, members, below.tolist(), solved.tolist())
+            stops.record(s, members, below, solved)
             if end == steps:
                 break  # s was the last step: everyone's final hypothesis is the closing forward pass
             step = end

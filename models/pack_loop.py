@@ -71,13 +71,13 @@ class Stops:
         self.step: list[int | None] = [None] * jobs
         self.reason: list[str | None] = [None] * jobs
 
-    def record(
-        self, step: int, members: Sequence[int], below: Sequence[bool], solved: Sequence[bool]
-    ) -> None:
-        for job, is_below, is_solved in zip(members, below, solved, strict=True):
-            if is_below or is_solved:
-                self.step[job] = step
-                self.reason[job] = COST_BELOW if is_below else SOLVED
+    def record(self, step: int, members: Sequence[int], below: Tensor, solved: Tensor) -> None:
+        """``below`` / ``solved``: this logged step's (J,) masks (``StopRule.reasons``) of the rows whose
+        jobs are ``members``."""
+        for row in (below | solved).nonzero().flatten().tolist():
+            job = members[row]
+            self.step[job] = step
+            self.reason[job] = COST_BELOW if bool(below[row]) else SOLVED
 
 
 def run_pack(
@@ -130,7 +130,7 @@ def run_pack(
                 log.log(step, costs, alive)
                 if stop.active:
                     below, solved = stop.reasons(costs, pack.hypothesis(acts), y, alive)
-                    stops.record(step, members, below.tolist(), solved.tolist())
+                    stops.record(step, members, below, solved)
                     leaving = below | solved | failed
             pack.step(acts)
             if leaving is not None and step < steps - 1 and bool(leaving.any()):
