@@ -331,3 +331,14 @@ def test_usage_errors_are_one_line_naming_the_flag_like_every_other_error(
 ) -> None:
     code, _, err = run_main(args, monkeypatch, capsys)
     assert code == 2 and one_line_error(err) == line
+
+
+# --- a large submit: the table is capped, --json lists every job ---------------------------------------
+
+
+def test_a_large_submit_caps_its_table_and_json_lists_every_job(monkeypatch: MP, capsys: Capsys) -> None:
+    args = ["submit", "--variant", "nn", "--seed", "1-30", "--steps", "10"]
+    code, out, _ = run_main(args, monkeypatch, capsys)
+    assert code == 0 and out.count("job-") == 10 and "list them all: xorjobs status sw-" in out, out
+    code, out, _ = run_main([*args, "--name", "again", "--json"], monkeypatch, capsys)
+    assert code == 0 and len(json.loads(out)["jobs"]) == 30
