@@ -344,6 +344,8 @@ def test_the_page_says_it_is_loading_follows_the_grouping_and_serves_the_docs_in
         browser.execute_script(choose + " by.dispatchEvent(new Event('change'));", "lr")
         wait_until(lambda: drawn("lr", ["1", "0.5"]), 30, "the table and plot by lr")
         assert any("/plot.png?by=lr&" in name for name in requested(browser))
+        # The jobs table asks only for the rows it shows.
+        assert any(name.endswith(f"/sweeps/{sweep_id}?limit=500") for name in requested(browser))
 
         # /docs: Swagger UI renders the API's operations from files this API serves.
         browser.get(base_url + "/docs")

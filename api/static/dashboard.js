@@ -193,7 +193,7 @@
     }
   }
 
-  function renderJobs(jobs) {
+  function renderJobs(jobs, size) {
     const body = $("#jobs tbody");
     body.replaceChildren();
     for (const job of jobs.slice(0, MAX_JOB_ROWS)) {
@@ -214,9 +214,9 @@
       );
       body.append(row);
     }
-    if (jobs.length > MAX_JOB_ROWS) {
+    if (size > MAX_JOB_ROWS) {
       const row = element("tr");
-      const cell = element("td", "… and " + (jobs.length - MAX_JOB_ROWS) + " more (see xorjobs results)");
+      const cell = element("td", "… and " + (size - MAX_JOB_ROWS) + " more (see xorjobs results)");
       cell.colSpan = 8;
       row.append(cell);
       body.append(row);
@@ -269,11 +269,14 @@
       const by = $("#by").value;
       const query = "?by=" + encodeURIComponent(by) + "&threshold=" + THRESHOLD;
       const base = "/sweeps/" + encodeURIComponent(sweepId);
-      const [summary, status] = await Promise.all(
-        [getJson(base + "/summary" + query, inFlight.signal), getJson(base, inFlight.signal)]);
+      // Only the rows the table shows: a 10,000-job sweep's whole job list is 6.6 MB (1.2 s), 500 rows 0.4 MB.
+      const [summary, status] = await Promise.all([
+        getJson(base + "/summary" + query, inFlight.signal),
+        getJson(base + "?limit=" + MAX_JOB_ROWS, inFlight.signal),
+      ]);
       if (sweepId !== view.selected || inFlight.signal.aborted) return;
       renderSummary(summary);
-      renderJobs(status.jobs);
+      renderJobs(status.jobs, status.size);
       view.detailsSignature = signature; // only once the details for it are shown
       setLoading("summary-loading", false);
     } catch (error) {
