@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -106,16 +107,30 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     """422 whose detail names each bad field (``body.lrs.0``), with inputs made JSON-safe (NaN, bytes)."""
     assert isinstance(error, RequestValidationError)
-    details = [
-        {
-            "field": ".".join(str(part) for part in item["loc"]),
-            "message": item["msg"].removeprefix("Value error, "),
-            "type": item["type"],
-        }
-        for item in error.errors()
-    ]
+    details = []
+    for item in error.errors():
+        field, message = _located(tuple(str(part) for part in item["loc"]), item["msg"])
+        details.append({"field": field, "message": message, "type": item["type"]})
     summary = "; ".join(f"{item['field']}: {item['message']}" for item in details)
     return SafeJSONResponse({"detail": summary, "errors": details}, status_code=422)
+
+
+_KEY_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
+
+
+def _located(location: tuple[str, ...], message: str) -> tuple[str, str]:
+    """The field of one error, as a key path. A model validator's error is placed at its container
+    (``body``) and names the key first (``lrs.low: Input should be ...``, ``sampler_seed: ...``): that key
+    becomes the field (``body.lrs.low``), as pydantic's own errors are placed, and leaves the message."""
+    message = message.removeprefix("Value error, ")
+    head, separator, rest = message.partition(": ")
+    if separator and _KEY_PATH.fullmatch(head) is not None:
+        keys = tuple(head.split("."))
+        if len(location) == 1:  # the whole body (or query): the key path is all of the head
+            return ".".join(location + keys), rest
+        if location and keys[0] == location[-1]:  # ``body.lrs`` with ``lrs: ...`` (or ``lrs.2: ...``)
+            return ".".join(location + keys[1:]), rest
+    return ".".join(location), message
 
 
 def __getattr__(name: str) -> FastAPI:

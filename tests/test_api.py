@@ -93,6 +93,29 @@ def test_invalid_sweeps_get_422_naming_the_field_and_write_nothing(
     assert stored_counts(api_settings) == (0, 0)
 
 
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"lrs": [-1]}, "body.lrs.0", "Input should be greater than 0"),  # pydantic's own placement
+        ({"lrs": {"sample": "uniform", "low": 0, "high": 2, "count": 3}}, "body.lrs.low", "Input should be"),
+        ({"lrs": {"sample": "uniform", "low": 3, "high": 2, "count": 3}}, "body.lrs.high", "must be above"),
+        ({"seeds": {"sample": "random", "count": 2, "x": 1}}, "body.seeds.x", "Extra inputs"),
+        ({"sampler_seed": 3}, "body.sampler_seed", "nothing is sampled"),
+        ({"lrs": [0.1, 0.1]}, "body.lrs", "0.1 and 0.1 are the same"),
+    ],
+)
+def test_a_422_names_the_key_path_of_a_model_validators_error(
+    client: TestClient, fields: dict[str, object], field: str, message: str
+) -> None:
+    """A validator of the whole spec (a sampled request's key, the sampler seed) is placed at ``body`` by
+    pydantic; its key path is the field, as for a plain field's error."""
+    response = client.post("/sweeps", json=fields, headers=AUTH)
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == field and message in error["message"], error
+    assert response.json()["detail"] == f"{field}: {error['message']}"
+
+
 RAW_BAD_BODIES = [
     b"\x80",  # not even UTF-8 (FastAPI's own answer would be 400)
     b'{"lrs": [NaN]}',
