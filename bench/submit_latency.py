@@ -11,6 +11,10 @@ TestClient: the ASGI app in this process, no network) in two ways, in the same r
 It prints a table, writes ``bench/results/submit_latency.json``, and reports the ratio baseline / now
 of the median (not absolute seconds: those depend on the machine), plus whether the median handling
 meets the issue's target (under 50 ms on the development machine).
+
+It also times publishing the messages of a 10,000-job sweep (issue 11 §2, target well under 1 s) on
+the same Redis, in the same run: ``xorjobs.queue.publish`` (one producer, pipelined batches) against
+the path before it (``app.send_task`` per message, one round trip each; kept here as the baseline).
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from celery import Celery
 from fastapi.testclient import TestClient
 
 from xorjobs.api.main import create_app
+from xorjobs.queue import STORE_KWARG, TRAIN_TASK, make_celery, publish
 from xorjobs.queue_watch import QueueWatch
 from xorjobs.service import Service
 from xorjobs.settings import Settings
+from xorjobs.store.sweeps import QueuedJob
 from xorjobs.testing.processes import clean_env, free_port, start_worker
 
 RESULTS = Path(__file__).resolve().parent / "results" / "submit_latency.json"
@@ -65,6 +72,54 @@ def summary(timings: list[float]) -> dict[str, float]:
     }
 
 
+PUBLISH_JOBS = 10_000
+PUBLISH_BEFORE = "before: app.send_task per message (one Redis round trip each)"
+PUBLISH_NOW = "now: xorjobs.queue.publish (one producer, pipelined batches)"
+PUBLISH_TARGET_S = 1.0
+
+
+def publish_before(app: Celery, jobs: list[QueuedJob]) -> list[str]:
+    """How ``xorjobs.queue.publish`` sent messages until issue 11 (its loop, unchanged)."""
+    published = []
+    with app.producer_or_acquire() as producer:
+        for job in jobs:
+            app.send_task(
+                TRAIN_TASK,
+                args=[job.job_id],
+                kwargs={STORE_KWARG: "bench"},
+                queue=job.queue,
+                routing_key=job.queue,
+                producer=producer,
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+            )
+            published.append(job.job_id)
+    return published
+
+
+def time_publish(settings: Settings, broker_url: str) -> dict[str, float]:
+    """Seconds to publish ``PUBLISH_JOBS`` messages each way (best of 3, after a warm-up), the queue
+    emptied in between."""
+    import redis
+
+    app = make_celery(settings)
+    client = redis.Redis.from_url(broker_url)
+    jobs = [QueuedJob(f"job-bench-{index:06d}", "bench") for index in range(PUBLISH_JOBS)]
+    seconds = {}
+    for name, send in ((PUBLISH_BEFORE, publish_before), (PUBLISH_NOW, publish)):
+        send(app, jobs[:10])
+        timings = []
+        for _ in range(3):
+            client.delete("bench")
+            started = time.perf_counter()
+            assert len(send(app, jobs)) == PUBLISH_JOBS
+            timings.append(time.perf_counter() - started)
+            assert client.llen("bench") == PUBLISH_JOBS
+        seconds[name] = min(timings)
+    client.delete("bench")
+    return seconds
+
+
 def measure(home: Path, submits: int) -> dict[str, dict[str, float]]:
     port = free_port()
     redis = subprocess.Popen(
@@ -87,6 +142,7 @@ def measure(home: Path, submits: int) -> dict[str, dict[str, float]]:
                 # The old path: every submit asks, and waits the whole reply timeout for the answers.
                 service.queue_watch = QueueWatch(service.celery, max_age_seconds=0)
                 results[BASELINE] = summary(time_submits(client, submits))
+            results["publish_seconds"] = time_publish(settings, broker_url)
             return results
         finally:
             worker.stop()
@@ -101,6 +157,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xorjobs-bench-submit-") as folder:
         results = measure(Path(folder), args.submits)
+    publish_seconds = results.pop("publish_seconds")
     ratio = results[BASELINE]["median_ms"] / results[NOW]["median_ms"]
     machine = platform.processor() or platform.machine()
     print(
@@ -113,6 +170,13 @@ def main() -> None:
     print(f"  baseline / now (median): {ratio:.1f}x")
     met = results[NOW]["median_ms"] < TARGET_MS
     print(f"  target: median under {TARGET_MS:.0f} ms: {'met' if met else 'NOT met'}")
+    print(f"\n  publishing {PUBLISH_JOBS:,} messages to Redis (best of 3){'seconds':>15}")
+    for name, value in publish_seconds.items():
+        print(f"  {name:<62} {value:>10.2f}")
+    publish_ratio = publish_seconds[PUBLISH_BEFORE] / publish_seconds[PUBLISH_NOW]
+    publish_met = publish_seconds[PUBLISH_NOW] < PUBLISH_TARGET_S
+    print(f"  before / now: {publish_ratio:.1f}x; target under {PUBLISH_TARGET_S:.0f} s: ", end="")
+    print("met" if publish_met else "NOT met")
     report: dict[str, Any] = {
         "machine": machine,
         "cores": os.cpu_count(),
@@ -121,6 +185,8 @@ def main() -> None:
         "ratio_baseline_to_now": ratio,
         "target_ms": TARGET_MS,
         "target_met": met,
+        "publish_seconds": publish_seconds,
+        "publish_ratio_before_to_now": publish_ratio,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2))
