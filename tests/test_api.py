@@ -191,6 +191,8 @@ def test_openapi_schema_documents_limits_and_auth(client: TestClient) -> None:
     spec = schema["components"]["schemas"]["SweepSpec-Input"]["properties"]
     assert spec["steps"]["maximum"] == 1_000_000 and spec["seeds"]["anyOf"][0]["maxItems"] == 10_000
     assert spec["lrs"]["anyOf"][1]["properties"]["sample"]["enum"] == ["log_uniform", "uniform"]
+    assert [form.get("title") for form in spec["seeds"]["anyOf"]] == [None, "SeedSample", "SeedRange"]
+    assert spec["seeds"]["anyOf"][2]["required"] == ["first", "last"]
     stored = schema["components"]["schemas"]["SweepSpec-Output"]["properties"]
     assert stored["seeds"]["maxItems"] == 10_000 and "sampling" in stored
     assert "401" in schema["paths"]["/sweeps"]["post"]["responses"]

@@ -75,12 +75,78 @@ def test_yaml_toml_and_json_documents_give_the_same_sweep() -> None:
         ("steps: 50\nlog_every: 100\n", "log_every (f.yaml line 2): log_every (100) must be at most steps"),
         ("variants: [nn\n", "f.yaml line 2: not valid YAML"),
         ("- nn\n", "f.yaml: a sweep file is a mapping of keys"),
+        ("seeds: {first: 5, last: 1}\n", "seeds.last (f.yaml line 1): 1 is below first (5)"),
+        (
+            "seeds:\n  first: 1\n  last: 10001\n",
+            "seeds.last (f.yaml line 3): 1 to 10001 is 10001 seeds; at most",
+        ),
+        (
+            "seeds: {first: -1, last: 3}\n",
+            "seeds.first (f.yaml line 1): Input should be greater than or equal",
+        ),
+        (
+            "seeds: {first: 1, last: 9223372036854775808}\n",
+            "seeds.last (f.yaml line 1): Input should be less",
+        ),
+        ("seeds: {first: 1}\n", "seeds.last (f.yaml line 1): Field required"),
+        (
+            "seeds: {first: 1, last: 3, count: 2}\n",
+            "seeds (f.yaml line 1): give a range {first: A, last: B} or",
+        ),
+        ("seeds: {}\n", "seeds (f.yaml line 1): write a list, a range {first: A, last: B} or random seeds"),
+        ("seeds: {first: 1, last: 3}\nsampler_seed: 4\n", "sampler_seed (f.yaml line 2): nothing is sampled"),
     ],
 )
 def test_errors_name_the_key_and_its_line(text: str, error: str) -> None:
     with pytest.raises(InvalidSpec) as raised:
         spec_from_document(parse_sweep_text(text, "f.yaml"))
     assert str(raised.value).startswith(error), raised.value
+
+
+def test_a_seed_range_is_the_list_it_stands_for_and_prints_back_as_a_range() -> None:
+    ranged = spec_from_document(
+        parse_sweep_text("variants: [nn]\nseeds: {first: 3, last: 1002}\nsteps: 10\n")
+    )
+    assert ranged == validate_spec({"variants": ["nn"], "seeds": list(range(3, 1003)), "steps": 10})
+    assert ranged.sampling is None and ranged.sampler_seed is None  # a notation: nothing drawn or recorded
+    assert validate_spec({"seeds": {"first": 7, "last": 7}}).seeds == [7]
+    assert len(validate_spec({"seeds": {"first": 1, "last": 10_000}, "variants": ["nn"]}).seeds) == 10_000
+    printed = dump_document(document_of(ranged.model_dump(mode="json")))
+    assert (
+        "seeds: {first: 3, last: 1002}\n" in printed
+        and spec_from_document(parse_sweep_text(printed)) == ranged
+    )
+    # Short runs, gaps and descending seeds print as lists; a sampled lr keeps its request beside a range.
+    for seeds, shown in (
+        ([1, 2, 3], "[1, 2, 3]"),
+        ([1, 2, 3, 5], "[1, 2, 3, 5]"),
+        ([4, 3, 2, 1], "[4, 3, 2, 1]"),
+    ):
+        assert f"seeds: {shown}\n" in dump_document(document_of(validate_spec({"seeds": seeds}).model_dump()))
+    lr_request = {"sample": "uniform", "low": 0.1, "high": 2.0, "count": 2}
+    both = validate_spec({"seeds": {"first": 1, "last": 4}, "lrs": lr_request, "sampler_seed": 9})
+    assert document_of(both.model_dump(mode="json"))["seeds"] == {"first": 1, "last": 4}
+    assert document_of(both.model_dump(mode="json"))["lrs"] == lr_request and both.seeds == [1, 2, 3, 4]
+
+
+def test_a_seed_range_in_a_file_and_the_same_seeds_as_a_flag_are_one_keyed_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sweep.yaml").write_text("variants: [nn]\nseeds: {first: 11, last: 14}\nsteps: 20\n")
+    first = invoke_main(["submit", "-f", "sweep.yaml", "--key", "r", "--json"], tmp_path, monkeypatch, capsys)
+    assert first.returncode == 0, first.stderr
+    created = json.loads(first.stdout)
+    assert [job["seed"] for job in created["jobs"]] == [11, 12, 13, 14]
+    printed = invoke_main(["spec", created["sweep_id"]], tmp_path, monkeypatch, capsys).stdout
+    assert "seeds: {first: 11, last: 14}\n" in printed
+    (tmp_path / "again.yaml").write_text(printed)
+    for args in (["-f", "again.yaml"], ["--seed", "11-14", "--variant", "nn", "--steps", "20"]):
+        again = invoke_main(["submit", *args, "--key", "r", "--json"], tmp_path, monkeypatch, capsys)
+        assert again.returncode == 0, again.stderr
+        assert (
+            not json.loads(again.stdout)["created"]
+            and json.loads(again.stdout)["sweep_id"] == created["sweep_id"]
+        )
 
 
 def test_yaml_numbers_follow_the_flags_rule() -> None:
@@ -207,6 +273,15 @@ def test_post_sweeps_takes_the_document_with_a_sampled_lr(tmp_path: Path, databa
         bad = client.post("/sweeps", json={**document, "lrs": {**lr_request, "low": 0}}, headers=auth)
         assert bad.status_code == 422 and "lrs.low" in bad.json()["detail"]
         assert len(client.get("/sweeps", headers=auth).json()["sweeps"]) == 1
+        # A seed range: its jobs, stored as the list, and a 422 naming the key of a bad one.
+        ranged = {"variants": ["nn"], "seeds": {"first": 5, "last": 8}, "steps": 20}
+        posted = client.post("/sweeps", json=ranged, headers={**auth, "Idempotency-Key": "doc-2"})
+        assert posted.status_code == 201 and [job["seed"] for job in posted.json()["jobs"]] == [5, 6, 7, 8]
+        stored = client.get(f"/sweeps/{posted.json()['sweep_id']}?limit=1", headers=auth).json()["spec"]
+        assert stored["seeds"] == [5, 6, 7, 8] and document_of(stored)["seeds"] == ranged["seeds"]
+        backwards = client.post("/sweeps", json={**ranged, "seeds": {"first": 8, "last": 5}}, headers=auth)
+        assert backwards.status_code == 422 and backwards.json()["errors"][0]["field"] == "body.seeds.last"
+        assert len(client.get("/sweeps", headers=auth).json()["sweeps"]) == 2
 
 
 def test_the_readme_example_is_a_valid_sweep_file() -> None:

@@ -17,6 +17,9 @@ values on every machine:
 - a seed is ``floor(u * 2**31)``;
 - a value equal to one drawn before (for rates: equal in float32, the rule of ``SweepSpec``) is skipped
   and the next one drawn, so the draw stays deterministic; the values are then sorted ascending.
+
+``seeds: {first: 1, last: 1000}`` (``xorjobs.spec.SeedRange``) is expanded here too, before the draw: it is
+a notation for its list, not a request (no sampler seed, no record), so it is stored as that list.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from __future__ import annotations
 import math
 import random
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from xorjobs.spec import LrSample, Sampling, SeedSample, as_float32
+from xorjobs.spec import LrSample, Sampling, SeedRange, SeedSample, as_float32
 
 SIGNIFICANT_DIGITS = 6
 """Drawn learning rates are rounded to this many significant digits (see the module docstring)."""
@@ -98,6 +102,7 @@ def resolve_samples(data: dict[str, Any]) -> dict[str, Any]:
     Input that already carries a ``sampling`` record (a stored spec read back, or a client posting the
     spec it resolved) must hold exactly the draw of that record: the record, not the lists, is the request.
     """
+    data = _expanded_seed_range(data)
     record_given = data.get("sampling")
     lr_request = _request(data, "lrs", LrSample)
     seed_request = _request(data, "seeds", SeedSample)
@@ -126,6 +131,32 @@ def resolve_samples(data: dict[str, Any]) -> dict[str, Any]:
     drawn = _draws(lr_request, seed_request, seed)
     record_made = Sampling(lrs=lr_request, seeds=seed_request, generated_seed=given_seed is None)
     return {**data, **drawn, "sampler_seed": seed, "sampling": record_made.model_dump(exclude_none=True)}
+
+
+def has_sample(fields: Mapping[str, Any]) -> bool:
+    """Whether ``fields`` ask for a draw (a seed range is not one: it needs no sampler seed)."""
+    seeds = fields.get("seeds")
+    return isinstance(fields.get("lrs"), dict) or (isinstance(seeds, dict) and not _is_seed_range(seeds))
+
+
+def _is_seed_range(value: Mapping[str, Any]) -> bool:
+    return not {"sample", "count"} & value.keys() and bool({"first", "last"} & value.keys())
+
+
+def _expanded_seed_range(data: dict[str, Any]) -> dict[str, Any]:
+    """``seeds: {first: A, last: B}`` as the list A..B (inclusive); another mapping must be a sample."""
+    seeds = data.get("seeds")
+    if not isinstance(seeds, dict):
+        return data
+    if _is_seed_range(seeds):
+        return {**data, "seeds": _validated(SeedRange, seeds, "seeds").seeds}
+    if {"first", "last"} & seeds.keys():
+        raise ValueError("seeds: give a range {first: A, last: B} or {sample: random, count: N}, not both")
+    if not {"sample", "count"} & seeds.keys():
+        raise ValueError(
+            "seeds: write a list, a range {first: A, last: B} or random seeds {sample: random, count: N}"
+        )
+    return data
 
 
 def _draws(lr_request: LrSample | None, seed_request: SeedSample | None, seed: int | None) -> dict[str, Any]:

@@ -94,6 +94,31 @@ class SeedSample(BaseModel):
     count: SampleCount
 
 
+class SeedRange(BaseModel):
+    """``seeds`` written as an inclusive range (``{first: 1, last: 1000}``, the flag's ``1-1000``): a
+    notation for the list it stands for, expanded before validation (nothing is drawn or recorded)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    first: Seed
+    last: Seed
+
+    @model_validator(mode="after")
+    def _ascending_and_bounded(self) -> SeedRange:
+        if self.last < self.first:
+            raise ValueError(f"last: {self.last} is below first ({self.first}); a range runs upwards")
+        if self.last - self.first + 1 > MAX_JOBS_PER_SWEEP:
+            raise ValueError(
+                f"last: {self.first} to {self.last} is {self.last - self.first + 1} seeds; at most "
+                f"{MAX_JOBS_PER_SWEEP} are allowed (a sweep has at most that many jobs)"
+            )
+        return self
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.first, self.last + 1))
+
+
 class Sampling(BaseModel):
     """What a sweep sampled, stored with it: each sampled field's request (the field holds the draw)."""
 
@@ -106,10 +131,13 @@ class Sampling(BaseModel):
     )
 
 
-def _list_or_sample(items: dict[str, object], sample: type[BaseModel]) -> WithJsonSchema:
-    """The request schema of ``lrs``/``seeds``: a list, or the sampled form (drawn into a list at submit)."""
+def _list_or_sample(items: dict[str, object], *forms: type[BaseModel]) -> WithJsonSchema:
+    """The request schema of ``lrs``/``seeds``: a list, or a compact form (a sample drawn into a list at
+    submit; for seeds also a range)."""
     listed = {"type": "array", "items": items, "minItems": 1, "maxItems": MAX_JOBS_PER_SWEEP}
-    return WithJsonSchema({"anyOf": [listed, sample.model_json_schema()]}, mode="validation")
+    return WithJsonSchema(
+        {"anyOf": [listed, *(form.model_json_schema() for form in forms)]}, mode="validation"
+    )
 
 
 _SEED_ITEMS = {"type": "integer", "minimum": 0, "maximum": MAX_SEED}
@@ -123,7 +151,7 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     variants: list[Variant] = Field(default=list(VARIANTS), min_length=1, max_length=len(VARIANTS))
-    seeds: Annotated[list[Seed], _list_or_sample(_SEED_ITEMS, SeedSample)] = Field(
+    seeds: Annotated[list[Seed], _list_or_sample(_SEED_ITEMS, SeedSample, SeedRange)] = Field(
         default=[DEFAULT_SEED], min_length=1, max_length=MAX_JOBS_PER_SWEEP
     )
     lrs: Annotated[list[LearningRate], _list_or_sample(_LR_ITEMS, LrSample)] = Field(
@@ -157,7 +185,8 @@ class SweepSpec(BaseModel):
     @classmethod
     def _draw_samples(cls, data: object) -> object:
         """A sampled ``lrs``/``seeds`` is drawn here, once, so every job is an ordinary job afterwards;
-        a spec read back with its ``sampling`` record is checked against its draw."""
+        a spec read back with its ``sampling`` record is checked against its draw. A seed range
+        (``SeedRange``) is expanded here too."""
         if isinstance(data, dict) and ({"sampler_seed", "sampling"} & data.keys() or _has_sample(data)):
             from xorjobs.sampling import resolve_samples  # it builds on this module
 

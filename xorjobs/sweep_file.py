@@ -2,7 +2,7 @@
 
 A document's keys are ``SweepSpec``'s fields (``variants``, ``seeds``, ``lrs``, ``steps``, ``log_every``,
 ``device``, ``name``, ``stop_below``, ``stop_when_solved``, ``sampler_seed``), with the same values the API
-takes as JSON: ``POST /sweeps`` accepts the same document, sampled forms included. Errors are
+takes as JSON: ``POST /sweeps`` accepts the same document, sampled forms and seed ranges included. Errors are
 ``InvalidSpec`` naming the key, and the line where the parser gives one (YAML does; ``tomllib`` does
 only for syntax errors). Nothing here touches the store, so a bad file writes nothing.
 
@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from xorjobs.errors import InvalidSpec
+from xorjobs.sampling import has_sample
 from xorjobs.spec import SweepSpec, validate_spec
 
 STDIN = "-"
@@ -143,7 +144,7 @@ def spec_from_document(
     doc = document if isinstance(document, SweepDocument) else SweepDocument(dict(document))
     given = dict(overrides or {})
     fields = {**doc.fields, **given}
-    if _sampled(doc.fields) and not _sampled(fields) and "sampler_seed" not in given:
+    if has_sample(doc.fields) and not has_sample(fields) and "sampler_seed" not in given:
         fields.pop("sampler_seed", None)  # the flags replaced every sampled key: the file's seed is moot
     try:
         return validate_spec(fields)
@@ -158,10 +159,6 @@ def spec_from_document(
         line = doc.lines.get(error.field) or doc.lines.get(root)
         where = f"{doc.source} line {line}" if line else doc.source
         raise InvalidSpec(f"{error.field} ({where})" if where else error.field, message) from None
-
-
-def _sampled(fields: Mapping[str, Any]) -> bool:
-    return isinstance(fields.get("lrs"), dict) or isinstance(fields.get("seeds"), dict)
 
 
 def _unknown_key_message(key: str) -> str:
@@ -185,13 +182,29 @@ def _value_at(fields: Mapping[str, Any], path: str) -> tuple[bool, Any]:
 
 def document_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The document that submits a stored sweep again with the same jobs (``xorjobs spec``): its fields,
-    each sampled one as its request with the sampler seed it was drawn with (the draw is deterministic)."""
+    each sampled one as its request with the sampler seed it was drawn with (the draw is deterministic),
+    and seeds that count up by one (``seeds: {first: 1, last: 1000}``, ``--seed 1-1000``) as that range."""
     document = {key: value for key, value in spec.items() if key != "sampling" and value is not None}
     sampling = spec.get("sampling") or {}
     for key in ("lrs", "seeds"):
         if sampling.get(key) is not None:
             document[key] = sampling[key]
+    seeds = document.get("seeds")
+    if isinstance(seeds, list) and _counts_up(seeds):
+        document["seeds"] = {"first": seeds[0], "last": seeds[-1]}
     return document
+
+
+SHORTEST_PRINTED_RANGE = 4
+"""``xorjobs spec`` prints consecutive seeds as a range from this many on (``[1, 2, 3]`` reads as well)."""
+
+
+def _counts_up(seeds: list[Any]) -> bool:
+    return (
+        len(seeds) >= SHORTEST_PRINTED_RANGE
+        and all(type(seed) is int for seed in seeds)
+        and seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    )
 
 
 def dump_document(document: Mapping[str, Any], comment: str = "") -> str:
