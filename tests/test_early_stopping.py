@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from pathlib import Path
 
 import pytest
 import torch
@@ -224,3 +225,30 @@ def test_a_rule_that_holds_at_the_last_step_is_recorded_in_every_engine() -> Non
         (result,) = engine.train("nn", [4], [5.0], steps=301, log_every=100, stop=rule)
         assert (result.stopped_at_step, result.stop_reason) == (300, COST_BELOW), engine.name
         assert result.steps_trained(301) == 301 and same_result(result, plain)
+
+
+def test_the_api_takes_the_rule_and_shows_it(tmp_path: Path) -> None:
+    """POST /sweeps's body is the SweepSpec: the rule is stored with each job and shown by GET /jobs."""
+    from fastapi.testclient import TestClient
+
+    from xorjobs.api.main import create_app
+    from xorjobs.settings import Settings
+    from xorjobs.store.schema import upgrade
+
+    settings = Settings(home=tmp_path / "home")
+    upgrade(settings.resolved_database_url)
+    with TestClient(create_app(settings)) as client:
+        body = {
+            "variants": ["nn"],
+            "seeds": [1, 2],
+            "steps": 300,
+            "stop_below": 0.05,
+            "stop_when_solved": True,
+        }
+        created = client.post("/sweeps", json=body)
+        assert created.status_code == 201, created.text
+        job = client.get(f"/jobs/{created.json()['jobs'][0]['id']}").json()
+        assert (job["stop_below"], job["stop_when_solved"]) == (0.05, True)
+        assert job["steps_trained"] is None and job["stopped_at_step"] is None and job["stop_reason"] is None
+        refused = client.post("/sweeps", json={**body, "stop_below": 0})
+        assert refused.status_code == 422 and "stop_below" in refused.text
