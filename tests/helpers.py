@@ -174,6 +174,13 @@ BAD_SPECS = [
     ({"device": "tpu"}, "device"),
     ({"name": "x" * 201}, "name"),
     ({"colour": "red"}, "colour"),
+    ({"stop_below": 0}, "stop_below"),
+    ({"stop_below": -0.5}, "stop_below"),
+    ({"stop_below": math.inf}, "stop_below"),
+    ({"stop_below": "0.05"}, "stop_below"),
+    ({"stop_below": True}, "stop_below"),
+    ({"stop_when_solved": 1}, "stop_when_solved"),
+    ({"stop_when_solved": "yes"}, "stop_when_solved"),
     ({"seeds": list(range(5000)), "lrs": [0.1, 0.2, 0.3]}, "sweep"),
 ]
 
