@@ -103,6 +103,26 @@ def test_errors_name_the_key_and_its_line(text: str, error: str) -> None:
     assert str(raised.value).startswith(error), raised.value
 
 
+@pytest.mark.parametrize(
+    ("text", "kind", "error"),
+    [
+        # An empty document is a slip (`-f <(xorjobs spec ID)` whose command failed), never the default sweep.
+        ("", "yaml", "f: the sweep file is empty"),
+        ("# nothing\n\n", "yaml", "f: the sweep file is empty"),
+        ("# nothing\n", "toml", "f: the sweep file is empty"),
+        ("null\n", "yaml", "f: a sweep file is a mapping of keys (variants"),
+        # JSON keeps the last of two equal keys; a sweep file refuses it, as YAML and TOML do.
+        ('{"steps": 10, "steps": 20}', "json", "f: not valid JSON: the key 'steps' is given twice"),
+    ],
+)
+def test_an_empty_document_or_a_json_key_given_twice_is_refused(text: str, kind: str, error: str) -> None:
+    with pytest.raises(InvalidSpec) as raised:
+        parse_sweep_text(text, "f", kind)
+    assert str(raised.value).startswith(error), raised.value
+    assert "NoneType" not in str(raised.value)
+    assert parse_sweep_text("{}", "f").fields == {}  # every default, said on purpose
+
+
 def test_a_seed_range_is_the_list_it_stands_for_and_prints_back_as_a_range() -> None:
     ranged = spec_from_document(
         parse_sweep_text("variants: [nn]\nseeds: {first: 3, last: 1002}\nsteps: 10\n")

@@ -92,28 +92,50 @@ def parse_sweep_text(text: str, source: str = "", kind: str = "yaml") -> SweepDo
         if kind == "toml":
             fields: object = tomllib.loads(text)
         elif kind == "json":
-            fields = json.loads(text)
+            fields = json.loads(text, object_pairs_hook=_unique_keys)
         else:
             node = yaml.compose(text, Loader=_Loader)
-            if node is not None:
-                _collect_lines(node, "", lines, source)
-            fields = yaml.load(text, Loader=_Loader) if node is not None else {}
+            if node is None:
+                raise InvalidSpec(source or "sweep file", _EMPTY)
+            _collect_lines(node, "", lines, source)
+            fields = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{source} line {mark.line + 1}" if mark is not None else source
         raise InvalidSpec(where or "sweep file", f"not valid YAML: {error.problem or error}") from None
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as error:
         raise InvalidSpec(source or "sweep file", f"not valid {kind.upper()}: {error}") from None
+    if kind == "toml" and not fields and not _TOML_CONTENT.search(text):
+        raise InvalidSpec(source or "sweep file", _EMPTY)
     if not isinstance(fields, dict):
+        kind_of = "null" if fields is None else type(fields).__name__
         raise InvalidSpec(
             source or "sweep file",
-            f"a sweep file is a mapping of keys ({', '.join(DOCUMENT_KEYS)}), not a {type(fields).__name__}",
+            f"a sweep file is a mapping of keys ({', '.join(DOCUMENT_KEYS)}), not a {kind_of}",
         )
     for key in fields:
         if not isinstance(key, str):
             where = f"{source} line {lines[str(key)]}" if str(key) in lines else source or "sweep file"
             raise InvalidSpec(where, f"the key {key!r} is not text")
     return SweepDocument(fields, source, lines)
+
+
+_EMPTY = "the sweep file is empty (write {} to submit every default)"
+"""An empty document is a slip (``-f <(xorjobs spec ID)`` whose command failed printed nothing), not a
+request for the default sweep of 3 x 10001 steps."""
+
+_TOML_CONTENT = re.compile(r"^[ \t]*[^#\s]", re.MULTILINE)
+"""A TOML line that is neither blank nor a comment."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects keep the last of two equal keys; a sweep file refuses them, as its YAML and TOML do."""
+    fields: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in fields:
+            raise ValueError(f"the key {key!r} is given twice")
+        fields[key] = value
+    return fields
 
 
 def _collect_lines(node: yaml.Node, prefix: str, lines: dict[str, int], source: str) -> None:
