@@ -113,3 +113,13 @@ def test_the_client_over_http_against_a_real_api_and_worker(sqlite_cluster: Clus
         assert from_settings.over_http and from_settings.sweep(sweep.id).status().ok
     finally:
         api.stop()
+
+
+def test_wait_timeout_names_the_states_in_whole_words() -> None:
+    """The TimeoutError of ``wait(timeout=)`` says 'running 99', as the CLI does (it said 'runn=99')."""
+    from xorjobs.client.progress import poll_until_done
+
+    status = {"sweep_id": "sw-0123456789ab", "counts": {"queued": 1, "running": 99, "succeeded": 0}}
+    with pytest.raises(TimeoutError) as raised:
+        poll_until_done(lambda: status, progress=False, interval=0.01, timeout=0)
+    assert str(raised.value) == "sweep sw-0123456789ab is not finished after 0 s: queued 1, running 99"

@@ -38,7 +38,8 @@ def poll_until_done(
         task = bar.add_task(str(status["sweep_id"]), total=sum(status["counts"].values()), counts="")
         while True:
             counts = status["counts"]
-            summary = " ".join(f"{state[:4]}={n}" for state, n in counts.items() if n)
+            # Whole state names, as the CLI's progress view writes them ("queu=1 runn=99" was cryptic).
+            summary = ", ".join(f"{state} {n}" for state, n in counts.items() if n)
             bar.update(task, completed=finished_count(counts), counts=summary)
             if finished_count(counts) >= sum(counts.values()):
                 return status
