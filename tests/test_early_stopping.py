@@ -252,3 +252,34 @@ def test_the_api_takes_the_rule_and_shows_it(tmp_path: Path) -> None:
         assert job["steps_trained"] is None and job["stopped_at_step"] is None and job["stop_reason"] is None
         refused = client.post("/sweeps", json={**body, "stop_below": 0})
         assert refused.status_code == 422 and "stop_below" in refused.text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("variant", ["nn", "wide_deep", "backprop"])
+def test_cuda_graphs_stop_and_compact_as_the_eager_steps_do(variant: str) -> None:
+    """On a GPU: a graphed pack that drops members (its graphs captured anew at each smaller size)
+    computes what the same batched ops compute eagerly, stops included."""
+    from xorjobs.models.packed_batched import BatchedEngine
+
+    seeds = [seed for seed, _ in JOBS[variant]]
+    lrs = [lr for _, lr in JOBS[variant]]
+    rule = RULES[variant][2]
+
+    def run(graphs: bool) -> list[TrainResult | None]:
+        try:
+            return list(
+                BatchedEngine(graphs=graphs).train(
+                    variant, seeds, lrs, steps=STEPS, log_every=50, device="cuda", stop=rule
+                )
+            )
+        except PackedMemberError as failure:
+            return list(failure.results)
+
+    for graphed, eager in zip(run(True), run(False), strict=True):
+        assert (graphed is None) == (eager is None)
+        if graphed is not None and eager is not None:
+            assert (graphed.stopped_at_step, graphed.costs, graphed.hypothesis) == (
+                eager.stopped_at_step,
+                eager.costs,
+                eager.hypothesis,
+            )
