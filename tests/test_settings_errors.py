@@ -110,6 +110,10 @@ def test_a_missing_postgres_database_is_unreachable_in_one_line(
             "the scheme 'amqp://' is not a supported broker",
         ),
         ("XORJOBS_BROKER_URL", f"redis://u:{SECRET}@h:port/0", "cannot be parsed as a URL"),
+        # An API URL httpx cannot use was exit 4 ("cannot reach the API at notaurl"): a typo, not an outage.
+        ("XORJOBS_API_URL", "notaurl", "a URL without a scheme is not an API URL"),
+        ("XORJOBS_API_URL", f"ftp://u:{SECRET}@h/", "the scheme 'ftp://' is not an API URL"),
+        ("XORJOBS_API_URL", "http://", "names no host"),
     ],
 )
 @pytest.mark.parametrize("command", [["sweeps"], ["status"], ["run", "--variant", "nn", "--steps", "10"]])

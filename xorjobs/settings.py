@@ -24,6 +24,8 @@ intervals between two renewals (0.77 s at 0.5 s), 1.2 intervals without the extr
 
 BROKER_SCHEMES = ("redis", "rediss")
 """The brokers xorjobs runs on and tests (the ``store`` extra's celery[redis]; the census reads Redis)."""
+API_SCHEMES = ("http", "https")
+"""What ``XORJOBS_API_URL`` may start with (the CLI and the Python client talk HTTP to the API)."""
 
 ENV_PREFIX = "XORJOBS_"
 ENV_FILE = ".env"
@@ -141,6 +143,26 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot be parsed as a URL (spaces around it, or one slash?); {forms}")
         if parts.path not in ("", "/") and not _is_ascii_number(parts.path[1:]):
             raise ValueError(f"the database after the host must be a number (0, 1, …); {forms}")
+        return url
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url_is_http(cls, url: str | None) -> str | None:
+        """Refused at once (exit 2): a URL httpx cannot send to was "cannot reach the API" (exit 4), an
+        outage's code for a typo. The message names the scheme only (the URL may hold a password)."""
+        if not url:
+            return url
+        forms = "use http://HOST:PORT or https://…, or unset it to use the store here"
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+        except ValueError:
+            raise ValueError(f"cannot be parsed as a URL; {forms}") from None
+        if parts.scheme not in API_SCHEMES:
+            what = f"the scheme {parts.scheme + '://'!r}" if parts.scheme else "a URL without a scheme"
+            raise ValueError(f"{what} is not an API URL; {forms}")
+        if not parts.hostname or url != url.strip():
+            raise ValueError(f"names no host (or has spaces around it); {forms}")
         return url
 
     @field_validator("heartbeat_seconds")
