@@ -342,3 +342,19 @@ def test_a_large_submit_caps_its_table_and_json_lists_every_job(monkeypatch: MP,
     assert code == 0 and out.count("job-") == 10 and "list them all: xorjobs status sw-" in out, out
     code, out, _ = run_main([*args, "--name", "again", "--json"], monkeypatch, capsys)
     assert code == 0 and len(json.loads(out)["jobs"]) == 30
+
+
+def test_compare_fits_80_columns_with_a_and_b_on_their_own_lines(monkeypatch: MP, capsys: Capsys) -> None:
+    url = get_settings().resolved_database_url
+    sweep_a, _ = _finished_sweep(url)
+    sweep_b, _ = _finished_sweep(url)
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "stdout", Console(file=buffer, width=80, highlight=False))
+    code, _, err = run_main(["compare", sweep_a, sweep_b, "--by", "variant,lr"], monkeypatch, capsys)
+    lines = buffer.getvalue().splitlines()
+    assert code == 0 and max(len(line) for line in lines) <= 80, (err, "\n".join(lines))
+    rows = [
+        line.split() for line in lines if line.split() and line.split()[0] in ("wide_deep", "nn", "backprop")
+    ]
+    assert len(rows) == 6 and all(row[2] == "A" for row in rows), "\n".join(lines)
+    assert sum(1 for line in lines if line.split()[:1] == ["B"]) == 6, "\n".join(lines)

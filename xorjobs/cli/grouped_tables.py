@@ -118,21 +118,57 @@ def print_summary(summary: dict[str, Any], as_json: bool, as_csv: bool) -> None:
         render.stdout.print(summary_table(summary))
 
 
+_COMPARED: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
+    ("jobs", "jobs", lambda group: str(group["jobs"])),
+    ("solve rate [95% CI]", "solved\n[95% CI]", lambda group: _solve_cell(group, short=True)),
+    ("final cost median", "cost\nmedian", lambda group: render.number(group["final_cost_median"], 4)),
+    ("median steps", "median\nsteps", lambda group: str(group["steps_to_converge_median"] or "-")),
+    ("diverged", "diverged", lambda group: str(group["diverged"])),
+    ("steps trained", "steps\ntrained", lambda group: _or_dash(group.get("steps_trained_median"))),
+]
+"""compare's figures: the wide table's header, the stacked table's, and the cell."""
+
+
 def compare_table(comparison: dict[str, Any]) -> Table:
-    table = render.new_table(
+    """A's and B's figures side by side; where that does not fit the terminal (13 columns at 80), each
+    group on two lines, A's and B's, under the same columns."""
+    table = render.fit(_side_by_side(comparison))
+    if render.fits(table):
+        return table
+    return render.fit(_stacked(comparison))
+
+
+def _compare_title(comparison: dict[str, Any]) -> str:
+    return (
         f"A = {comparison['sweep_a']}   B = {comparison['sweep_b']}   "
         f"(converged: cost < {comparison['threshold']:g})"
     )
+
+
+def _stacked(comparison: dict[str, Any]) -> Table:
+    table = render.new_table(_compare_title(comparison))
+    for name in comparison["by"]:
+        render.add_column(table, name, right=name in ("lr", "seed"))
+    render.add_column(table, "sweep")
+    for _, header, _ in _COMPARED:
+        render.add_column(table, header, right=True)
+    for row in comparison["groups"]:
+        group = _group_cells(comparison, row)
+        for side in ("a", "b"):
+            figures = [cell(row[side]) if row[side] else "·" for _, _, cell in _COMPARED]
+            style = "cyan" if side == "b" else ""
+            table.add_row(*(group if side == "a" else [""] * len(group)), side.upper(), *figures, style=style)
+    return table
+
+
+def _side_by_side(comparison: dict[str, Any]) -> Table:
+    table = render.new_table(_compare_title(comparison))
     for name in comparison["by"]:
         render.add_column(table, name, right=name in ("lr", "seed"))
     metrics: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-        ("jobs", lambda group: str(group["jobs"])),
-        ("solve rate [95% CI]", _solve_cell),
-        ("final cost median", lambda group: render.number(group["final_cost_median"], 4)),
-        ("median steps", lambda group: str(group["steps_to_converge_median"] or "-")),
-        ("diverged", lambda group: str(group["diverged"])),
-        ("steps trained", lambda group: _or_dash(group.get("steps_trained_median"))),
+        (label, cell) for label, _, cell in _COMPARED
     ]
+    metrics[1] = ("solve rate [95% CI]", _solve_cell)
     for label, _ in metrics:
         render.add_column(table, f"{label} A", right=True)
         render.add_column(table, f"{label} B", right=True)
@@ -142,4 +178,4 @@ def compare_table(comparison: dict[str, Any]) -> Table:
         for _, cell in metrics:
             cells += [cell(row["a"]) if row["a"] else "·", cell(row["b"]) if row["b"] else "·"]
         table.add_row(*cells)
-    return render.fit(table)
+    return table
