@@ -8,9 +8,9 @@ import typer
 
 from xorjobs import analysis
 from xorjobs.cli import render
-from xorjobs.client import backend_for
 from xorjobs.cli.grouped_tables import compare_table
 from xorjobs.cli.options import By, Json, Threshold, parse_threshold
+from xorjobs.client import backend_for
 from xorjobs.errors import InvalidSpec
 from xorjobs.filters import NO_JOB_FILTER, JobOrder
 from xorjobs.settings import get_settings

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import typer
 
 from xorjobs.cli import render
-from xorjobs.client import backend_for
 from xorjobs.cli.filter_options import FilterLrs, FilterSeeds, FilterVariants, States, job_filter
 from xorjobs.cli.options import check_output_path, write_atomically
+from xorjobs.client import backend_for
 from xorjobs.errors import InvalidSpec
 from xorjobs.export_formats import ExportFormat
 from xorjobs.settings import get_settings

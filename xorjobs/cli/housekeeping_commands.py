@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from xorjobs.cli import render
-from xorjobs.client import backend_for
 from xorjobs.cli.options import Json, Yes
+from xorjobs.client import backend_for
 from xorjobs.errors import SweepActive
 from xorjobs.settings import get_settings
 

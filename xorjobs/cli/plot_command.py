@@ -9,8 +9,8 @@ import typer
 
 from xorjobs import analysis
 from xorjobs.cli import render
-from xorjobs.client import backend_for
 from xorjobs.cli.options import check_output_path, parse_threshold, write_atomically
+from xorjobs.client import backend_for
 from xorjobs.errors import InvalidSpec
 from xorjobs.settings import get_settings
 
