@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import builtins
+import http.server
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import Cluster
+from tests.helpers import Cluster, run_main
 from tests.services import start_api
 from xorjobs import Client
 from xorjobs.client import Job, SweepStatus
@@ -123,3 +125,50 @@ def test_wait_timeout_names_the_states_in_whole_words() -> None:
     with pytest.raises(TimeoutError) as raised:
         poll_until_done(lambda: status, progress=False, interval=0.01, timeout=0)
     assert str(raised.value) == "sweep sw-0123456789ab is not finished after 0 s: queued 1, running 99"
+
+
+class _NotTheApi(http.server.BaseHTTPRequestHandler):
+    """Another web server at XORJOBS_API_URL: HTML pages, and FastAPI's own 404 for a path it has no route
+    for (the answer of an xorjobs API whose URL was given with a wrong path, ``http://host:8000/api``)."""
+
+    def do_POST(self) -> None:
+        self.send_error(501)  # http.server's HTML page
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/sweeps/"):
+            status, kind, body = 404, "application/json", b'{"detail":"Not Found"}'
+        else:
+            status, kind, body = (
+                (200 if self.path.startswith("/sweeps") else 404),
+                "text/html",
+                b"<html>\n</html>",
+            )
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["sweeps"], ["status", "sw-0123456789ab"], ["show", "job-0123456789abcdef"], ["cancel", "sw-01234"]],
+)
+def test_a_url_that_is_no_xorjobs_api_is_one_line_exit_4(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed the HTML page (exit 3 or 1), or a JSONDecodeError traceback for a 200 page."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotTheApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("XORJOBS_API_URL", f"http://127.0.0.1:{server.server_port}")
+        code, _, err = run_main(args, monkeypatch, capsys)
+    finally:
+        server.shutdown()
+    assert code == 4 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    url = f"http://127.0.0.1:{server.server_port}"
+    says = f"the API at {url} answered 501" if args[0] == "cancel" else f"the server at {url} is not an"
+    assert err.startswith(f"error: {says}"), err

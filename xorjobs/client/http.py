@@ -65,7 +65,10 @@ class HttpBackend:
         except httpx2.TransportError as error:
             raise Unreachable(f"cannot reach the API at {self._base_url}: {error}") from None
         if response.status_code < 400:
-            body: Json = response.json()
+            try:
+                body: Json = response.json()
+            except ValueError:
+                raise self._not_an_api(response) from None
             return body
         self._raise_for(response)
         raise AssertionError("unreachable: _raise_for always raises for an error status")
@@ -165,6 +168,15 @@ class HttpBackend:
     def _raise_for(self, response: httpx2.Response) -> None:
         """Translate an error status into the xorjobs error the CLI reports (one place for every call)."""
         detail = _detail(response)
+        if detail is None and response.status_code >= 500:
+            # A crash, or a proxy in front of the API (plain text or an HTML page): one line, not the page.
+            request = response.request
+            raise Unreachable(
+                f"the API at {self._base_url} answered {response.status_code} {response.reason_phrase} "
+                f"({request.method} {request.url.path})"
+            )
+        if detail is None or (response.status_code == 404 and detail == ROUTE_NOT_FOUND):
+            raise self._not_an_api(response)
         if response.status_code == 401:
             raise Unauthorized(f"the API at {self._base_url} refused the token: {detail}")
         if response.status_code == 404:
@@ -177,6 +189,15 @@ class HttpBackend:
         if response.status_code in (503, 504):
             raise Unreachable(detail)
         raise XorjobsError(f"the API answered {response.status_code}: {detail}")
+
+    def _not_an_api(self, response: httpx2.Response) -> Unreachable:
+        """Another server at the URL (or the API under a wrong path): one line, exit 4, not its page."""
+        request = response.request
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        return Unreachable(
+            f"the server at {self._base_url} is not an xorjobs API ({request.method} {request.url.path} "
+            f"answered {response.status_code}, {kind}); check XORJOBS_API_URL"
+        )
 
     def _latest(self) -> str:
         sweeps = self.sweeps(1)["sweeps"]
@@ -191,9 +212,17 @@ def _is_header_token(token: str) -> bool:
     return all("!" <= character <= "~" for character in token)
 
 
-def _detail(response: httpx2.Response) -> str:
+ROUTE_NOT_FOUND = "Not Found"
+"""FastAPI's 404 detail for a path with no route; every xorjobs 404 names what it did not find."""
+
+
+def _detail(response: httpx2.Response) -> str | None:
+    """The error's ``detail``, as every xorjobs API error carries it; None for any other answer."""
     try:
-        detail = response.json().get("detail")
+        body = response.json()
     except ValueError:
-        return response.text[:200]
+        return None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if detail is None:
+        return None
     return detail if isinstance(detail, str) else str(detail)
