@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 NATIVE_VARIANTS = frozenset({"nn", "wide_deep"})
 _NEVER_FAILED = np.iinfo(np.int32).max
+# What a lane-step costs in the kernel's small blocks, relative to its big ones (measured on AVX-512:
+# nn's few slots stay in registers and cache either way; wide_deep's wider products gain from 128).
+_SMALL_BLOCK_COST = {"nn": 1.05, "wide_deep": 1.25}
 _TARGET_CALL_SECONDS = 0.25  # steps per kernel call are sized to about this, so progress flows
 
 
@@ -74,6 +77,7 @@ class NativeEngine:
         self._choices = choices
         self._library = library
         self._checked: dict[tuple[str, int], bool] = {}
+        self._forced_block: int | None = None  # the self-check trains at each block size in turn
 
     # --- availability ------------------------------------------------------------------------------
 
@@ -118,7 +122,17 @@ class NativeEngine:
         if failures:
             log.warning("native engine off for %s: probes differ from solo: %s", variant, ", ".join(failures))
             return False
-        return matches_solo(self, variant, steps)
+        # Packs run in big blocks, or small ones when few lanes are left (``_NativeRun._block_for``):
+        # each size's compiled loops are checked.
+        for block in (ready.kernel.block, ready.kernel.small_block):
+            self._forced_block = block
+            try:
+                if not matches_solo(self, variant, steps):
+                    log.warning("native engine off for %s: %d-lane blocks differ from solo", variant, block)
+                    return False
+            finally:
+                self._forced_block = None
+        return True
 
     # --- training ----------------------------------------------------------------------------------
 
@@ -148,7 +162,7 @@ class NativeEngine:
         ready, reason = self._ready()
         if ready is None:
             raise RuntimeError(f"the native engine cannot run here: {reason}")
-        run = _NativeRun(ready, variant, seeds, lrs, steps, log_every)
+        run = _NativeRun(ready, variant, seeds, lrs, steps, log_every, self._forced_block)
         log_ = PackedCostLog(len(seeds), on_progress, progress_interval_s)
         if stop.active:
             stops = Stops(len(seeds))
@@ -169,21 +183,33 @@ class _NativeRun:
         lrs: Sequence[float],
         steps: int,
         log_every: int,
+        forced_block: int | None = None,
     ) -> None:
-        self.kernel, self.choices = ready.kernel, ready.choices
-        block = self.kernel.block
+        self.kernel, self.choices, self.variant = ready.kernel, ready.choices, variant
+        self.forced_block = forced_block
         self.jobs = len(seeds)
-        self.padded = -(-self.jobs // block) * block
+        self.block = self._block_for(self.jobs)
+        self.padded = -(-self.jobs // self.block) * self.block
         self.steps = steps
         # Any interval longer than the run logs step 0 only; the kernel's counter is 32-bit.
         self.log_every = min(log_every, max(steps, 1))
-        self.tape: SequentialTape = _tape(variant, self.choices, block)
+        self.tape: SequentialTape = _tape(variant, self.choices, self.block)
         self.theta = _initial_theta(self.tape, seeds, self.padded)
         # SGD's alpha: the double -lr cast to float by the add kernel; padding lanes do not move.
         self.alpha = np.zeros(self.padded, dtype=np.float32)
         self.alpha[: self.jobs] = np.array([-float(lr) for lr in lrs], dtype=np.float64).astype(np.float32)
         self.fail_step = np.full(self.padded, _NEVER_FAILED, dtype=np.int32)
         self.pack = self._pack()
+
+    def _block_for(self, lanes: int) -> int:
+        """The block size that computes ``lanes`` lanes cheapest: small blocks waste fewer padding
+        lanes, big ones cost less per lane (``_SMALL_BLOCK_COST``)."""
+        if self.forced_block is not None:
+            return self.forced_block
+        big, small = self.kernel.block, self.kernel.small_block
+        big_cost = -(-lanes // big) * big
+        small_cost = -(-lanes // small) * small * _SMALL_BLOCK_COST[self.variant]
+        return small if small_cost < big_cost else big
 
     def _pack(self) -> Pack:
         """The kernel's view of ``theta``, ``alpha`` and ``padded`` (rebuilt when lanes are regrouped;
@@ -208,6 +234,7 @@ class _NativeRun:
             log_every=self.log_every,
             last_step=self.steps - 1,
             sleef=sleef_entry(self.choices),
+            block=self.block,
         )
 
     def train(self, cost_log: PackedCostLog) -> tuple[torch.Tensor, np.ndarray]:
@@ -243,19 +270,24 @@ class _NativeRun:
         rule, one that ends at s too, whose closing forward pass is step s's: the hypothesis the rule
         looks at). Each segment closes with a forward pass on the updated weights, the final
         hypothesis of a member that stops at s. Members that stop or fail leave; the others are
-        regrouped into fewer lanes (their theta columns and learning rates), and the kernel goes on
-        with those: every lane's arithmetic is its own, so a lane's numbers do not depend on which
-        other lanes share its block.
+        regrouped into fewer lanes (their theta columns and learning rates), and in small blocks once
+        few are left (``_block_for``); the kernel goes on with those: every lane's arithmetic is its
+        own, so a lane's numbers do not depend on which other lanes share its block, or its size.
+
+        A segment's Python work is kept to a few array operations (it runs once per logged step): the
+        cost log gets every logged step as a whole pack's row (the members that left are not alive),
+        so it is never regrouped.
         """
         jobs, log_every, steps = self.jobs, self.log_every, self.steps
-        members = list(range(jobs))  # lane i holds job members[i]
-        final = torch.empty(4, jobs)
+        members = np.arange(jobs)  # lane i holds job members[i]
+        final = np.empty((4, jobs), dtype=np.float32)
         failed = [False] * jobs
         y = torch.tensor([[0.0], [1.0], [1.0], [0.0]])
         hyp = np.empty((4, self.padded), dtype=np.float32)
         hyp_step = -1  # the step whose forward pass `hyp` holds
         step = 0
         while True:
+            count = len(members)
             next_logged = -(-step // log_every) * log_every
             if rule.when_solved and next_logged == step < steps and hyp_step != step:
                 self._call(step, step, hyp)  # only the forward pass of step `step`
@@ -269,14 +301,17 @@ class _NativeRun:
             # A long interval between logged steps still runs in calls of bounded size, so progress
             # flows; only a call that ends just past a logged step holds that step's cost.
             end = min(end, steps, step + max(1, 200_000 // self.padded))
-            solved_hyp = torch.from_numpy(hyp[:, : len(members)].copy()) if hyp_step == step else None
+            solved_hyp = torch.from_numpy(hyp[:, :count].copy()) if hyp_step == step else None
             costs = self._call(step, end, hyp)
             hyp_step = end
-            fail_step = torch.from_numpy(self.fail_step[: len(members)].copy())
-            logged = list(range(next_logged, end, log_every))
-            values = torch.from_numpy(costs[:, : len(members)])
+            fail_step = self.fail_step[:count]
+            logged = range(next_logged, end, log_every)
             for index, logged_step in enumerate(logged):
-                cost_log.log(logged_step, values[index], fail_step > logged_step)
+                row = np.full(jobs, np.nan, dtype=np.float32)
+                row[members] = costs[index, :count]
+                alive_row = np.zeros(jobs, dtype=bool)
+                alive_row[members] = fail_step > logged_step
+                cost_log.log(logged_step, torch.from_numpy(row), torch.from_numpy(alive_row))
             if not logged:
                 if end == steps:
                     break
@@ -284,32 +319,29 @@ class _NativeRun:
                 continue
             # `end` is just past a logged step s: its cost, and for the solved rule its forward pass.
             s = logged[-1]
-            alive = fail_step > s
-            hypothesis = solved_hyp if solved_hyp is not None else torch.zeros(4, len(members))
-            below, solved = rule.reasons(values[-1], hypothesis, y, alive)
-            stops.record(s, members, below, solved)
+            alive = torch.from_numpy(fail_step > s)
+            hypothesis = solved_hyp if solved_hyp is not None else torch.zeros(4, count)
+            below, solved = rule.reasons(torch.from_numpy(costs[-1, :count]), hypothesis, y, alive)
+            stops.record(s, members.tolist(), below, solved)
             if end == steps:
                 break  # s was the last step: everyone's final hypothesis is the closing forward pass
             step = end
-            leaving = below | solved | ~alive
-            if bool(leaving.any()):
-                after = torch.from_numpy(hyp[:, : len(members)].copy())
-                jobs_of = torch.tensor(members)
-                final[:, jobs_of[leaving]] = after[:, leaving]
-                for job in jobs_of[leaving & ~alive].tolist():
+            leaving = (below | solved | ~alive).numpy()
+            if leaving.any():
+                final[:, members[leaving]] = hyp[:, :count][:, leaving]
+                for job in members[leaving & (fail_step <= s)].tolist():
                     failed[job] = True
-                lanes = (~leaving).nonzero().flatten().tolist()
-                if not lanes:
-                    return final, failed
-                members = [members[lane] for lane in lanes]
-                cost_log.regroup(members)
+                lanes = np.flatnonzero(~leaving)
+                if not len(lanes):
+                    return torch.from_numpy(final), failed
+                members = members[lanes]
                 self._regroup(lanes)
                 hyp = np.empty((4, self.padded), dtype=np.float32)
                 hyp_step = -1
-        final[:, members] = torch.from_numpy(hyp[:, : len(members)].copy())
-        for lane, job in enumerate(members):
+        final[:, members] = hyp[:, : len(members)]
+        for lane, job in enumerate(members.tolist()):
             failed[job] = bool(self.fail_step[lane] != _NEVER_FAILED)
-        return final, failed
+        return torch.from_numpy(final), failed
 
     def _call(self, step0: int, step1: int, hyp: np.ndarray) -> np.ndarray:
         """Steps [step0, step1) and a closing forward pass into ``hyp``; the logged steps' costs."""
@@ -318,10 +350,12 @@ class _NativeRun:
         self.kernel.train(self.choices, self.pack, step0, step1, costs, self.fail_step, hyp)
         return costs
 
-    def _regroup(self, lanes: list[int]) -> None:
+    def _regroup(self, lanes: np.ndarray) -> None:
         """Keep only ``lanes`` (ascending), packed into the fewest blocks; padding lanes do not move."""
         count = len(lanes)
-        self.padded = -(-count // self.kernel.block) * self.kernel.block
+        self.block = self._block_for(count)
+        self.tape = _tape(self.variant, self.choices, self.block)
+        self.padded = -(-count // self.block) * self.block
         theta = np.zeros((self.theta.shape[0], self.padded), dtype=np.float32)
         theta[:, :count] = self.theta[:, lanes]
         alpha = np.zeros(self.padded, dtype=np.float32)

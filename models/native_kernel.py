@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 LIBRARY_MODULE = "xorjobs.models._xor_kernel"
-ABI_VERSION = 3  # xor_kernel.c's ABI_VERSION: the op codes and structures this module writes
+ABI_VERSION = 4  # xor_kernel.c's ABI_VERSION: the op codes and structures this module writes
 ISA_AVX512, ISA_AVX2 = 1, 2
 
 
@@ -89,6 +89,7 @@ class Pack(ctypes.Structure):
         ("log_every", ctypes.c_int32),
         ("last_step", ctypes.c_int32),
         ("sleef", ctypes.c_void_p),
+        ("block", ctypes.c_int32),
     ]
 
 
@@ -114,7 +115,8 @@ class Kernel:
         self._lib.xk_isa_supported.argtypes = [ctypes.c_int]
         self._table = _exp_table()
         self._lib.xk_set_exp_table(ctypes.c_void_p(_pointer(self._table)))
-        self.block = int(self._lib.xk_block())
+        self.block = int(self._lib.xk_block())  # the probes' block, and a full pack's
+        self.small_block = int(self._lib.xk_small_block())  # for a few lanes (a small or stopping pack)
 
     def supports(self, isa: int) -> bool:
         return bool(self._lib.xk_isa_supported(isa))

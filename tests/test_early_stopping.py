@@ -13,6 +13,7 @@ import math
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,7 +80,7 @@ def test_a_stopped_job_equals_its_run_truncated_there_in_every_engine(
         selected.append(int((~leaving).sum()))
         return original_compact(pack, leaving, *args)  # type: ignore[arg-type]
 
-    def counting_regroup(self: native_engine._NativeRun, lanes: list[int]) -> None:
+    def counting_regroup(self: native_engine._NativeRun, lanes: np.ndarray) -> None:
         regrouped.append(len(lanes))
         original_regroup(self, lanes)
 
@@ -121,6 +122,32 @@ def test_a_stopped_job_equals_its_run_truncated_there_in_every_engine(
     assert selected  # the exact packs shrank
     if variant != "backprop" and NATIVE in engines_for(variant):
         assert regrouped  # and the native engine's lanes were regrouped
+
+
+def test_native_lanes_move_from_big_to_small_blocks_as_jobs_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 256-job native pack starts in 128-lane blocks and, as jobs stop, regroups into the kernel's
+    32-lane blocks where those waste fewer padding lanes: every job equals the exact engine's, stops
+    included."""
+    if not NATIVE.self_check("nn", "cpu", 100):
+        pytest.skip("no native engine here")
+    blocks: list[int] = []
+    original_pack = native_engine._NativeRun._pack
+
+    def recording_pack(self: native_engine._NativeRun) -> object:
+        blocks.append(self.block)
+        return original_pack(self)
+
+    monkeypatch.setattr(native_engine._NativeRun, "_pack", recording_pack)
+    seeds = list(range(256))
+    lrs = [(2.0, 5.0, 10.0, 0.5)[seed % 4] for seed in seeds]
+    rule = StopRule(0.05)
+    native = NATIVE.train("nn", seeds, lrs, steps=1200, log_every=50, stop=rule)
+    exact = EXACT.train("nn", seeds, lrs, steps=1200, log_every=50, stop=rule)
+    assert blocks[0] == 128 and 32 in blocks, blocks
+    assert sum(r.stopped_at_step is not None for r in exact) > 100
+    for a, b in zip(native, exact, strict=True):
+        assert (a.stopped_at_step, a.stop_reason) == (b.stopped_at_step, b.stop_reason)
+        assert same_result(a, b)
 
 
 def test_stops_at_every_logged_step_and_odd_intervals() -> None:

@@ -1,5 +1,6 @@
-/* One instruction set's tape interpreter: included by xor_kernel.c once per ISA, with V (the vector
- * type), VW (floats per vector), the V* intrinsics and XK(name) (a per-ISA name) defined first.
+/* One instruction set's tape interpreter for one block size: included by xor_kernel.c once per ISA
+ * and block size, with V (the vector type), VW (floats per vector), the V* intrinsics, XI(name) (a
+ * per-ISA name), BLOCK and XK(name) (a per-ISA, per-block-size name) defined first.
  *
  * Each op works on whole slots (BLOCK floats: one value for each of BLOCK jobs) and does exactly the
  * IEEE operation it names, once rounded: no contraction (the file is compiled with -ffp-contract=off),
@@ -162,7 +163,7 @@ op_sig_libm:
     XK(sig_libm)(d, a);
     NEXT();
 op_sig_clone:
-    XK(sig_clone)(d, a);
+    XI(sig_clone)(d, a, BLOCK);
     NEXT();
 op_sig_sleef:
     XK(sig_sleef)(d, a, sleef);

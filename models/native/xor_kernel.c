@@ -16,7 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BLOCK 128 /* jobs per block: 8 AVX-512 or 16 AVX2 vectors per slot (larger measured faster) */
+/* Jobs per block. The interpreter is compiled for two block sizes per instruction set: 128 (8 AVX-512
+ * or 16 AVX2 vectors per slot; measured faster per lane) for full packs, and 32 (the smallest the
+ * two-vector sigmoid loop allows on AVX-512) for the few lanes a stopping pack has left, or a small
+ * pack, where a 128-lane block would mostly compute padding. A lane's ops are the same vector
+ * instructions in either, so its numbers do not depend on the block size. */
+#define BIG_BLOCK 128
+#define SMALL_BLOCK 32
 
 enum {
     OP_MUL = 0,
@@ -51,16 +57,17 @@ enum {
 typedef struct {
     const int32_t *ops; /* (op, dest, a, b, c) per op: forward, then cost, then backward + update */
     int32_t n_forward, n_cost, n_backward;
-    const float *init; /* every slot's starting value, (nslots, BLOCK) */
+    const float *init; /* every slot's starting value, (nslots, block) */
     int32_t nslots;
     float *theta; /* parameters, (rows, jobs): read at a block's start, written back at its end */
     int32_t rows, param_slot;
     const float *alpha; /* SGD's -lr as float, (jobs,) */
     int32_t alpha_slot;
-    int32_t jobs; /* a multiple of BLOCK */
+    int32_t jobs; /* a multiple of block */
     const int32_t *hyp_slots;
     int32_t n_hyp, cost_slot, log_every, last_step;
     void *sleef; /* the SLEEF expf entry point ATen's vector sigmoid calls */
+    int32_t block; /* BIG_BLOCK or SMALL_BLOCK: lanes per block, the layout of init */
 } xk_pack;
 
 /* glibc's expf (sysdeps/ieee754/flt-32/e_expf.c, the FMA variant x86-64 glibc selects on an FMA CPU),
@@ -88,7 +95,7 @@ void xk_set_exp_table(const uint64_t *table) {
 typedef __m512 V;
 typedef __m512 (*VFN)(__m512);
 #define VW 16
-#define XK(name) name##_avx512
+#define XI(name) name##_avx512
 #define VLD _mm512_loadu_ps
 #define VST _mm512_storeu_ps
 #define VSET1 _mm512_set1_ps
@@ -138,20 +145,29 @@ static inline V exp_clone_avx512(V x) {
     return e;
 }
 
-static inline void sig_clone_avx512(float *d, const float *a) {
+static inline void sig_clone_avx512(float *d, const float *a, int n) {
     /* Two vectors per iteration: their long dependency chains (exp, then the division) overlap. */
     const V one = VSET1(1.0f);
-    for (int v = 0; v < BLOCK; v += 2 * VW) {
+    for (int v = 0; v < n; v += 2 * VW) {
         V e0 = exp_clone_avx512(VNEG(VLD(a + v))), e1 = exp_clone_avx512(VNEG(VLD(a + v + VW)));
         VST(d + v, VDIV(one, VADD(one, e0)));
         VST(d + v + VW, VDIV(one, VADD(one, e1)));
     }
 }
 
+#define BLOCK BIG_BLOCK
+#define XK(name) XI(name##_128)
 #include "kernel_body.h"
+#undef BLOCK
+#undef XK
+#define BLOCK SMALL_BLOCK
+#define XK(name) XI(name##_32)
+#include "kernel_body.h"
+#undef BLOCK
+#undef XK
 
 #undef VW
-#undef XK
+#undef XI
 #undef VLD
 #undef VST
 #undef VSET1
@@ -172,7 +188,7 @@ typedef __m256 (*VFN2)(__m256);
 #define V V2
 #define VFN VFN2
 #define VW 8
-#define XK(name) name##_avx2
+#define XI(name) name##_avx2
 #define VLD _mm256_loadu_ps
 #define VST _mm256_storeu_ps
 #define VSET1 _mm256_set1_ps
@@ -218,16 +234,25 @@ static inline V exp_clone_avx2(V x) {
     return e;
 }
 
-static inline void sig_clone_avx2(float *d, const float *a) {
+static inline void sig_clone_avx2(float *d, const float *a, int n) {
     const V one = VSET1(1.0f);
-    for (int v = 0; v < BLOCK; v += 2 * VW) {
+    for (int v = 0; v < n; v += 2 * VW) {
         V e0 = exp_clone_avx2(VNEG(VLD(a + v))), e1 = exp_clone_avx2(VNEG(VLD(a + v + VW)));
         VST(d + v, VDIV(one, VADD(one, e0)));
         VST(d + v + VW, VDIV(one, VADD(one, e1)));
     }
 }
 
+#define BLOCK BIG_BLOCK
+#define XK(name) XI(name##_128)
 #include "kernel_body.h"
+#undef BLOCK
+#undef XK
+#define BLOCK SMALL_BLOCK
+#define XK(name) XI(name##_32)
+#include "kernel_body.h"
+#undef BLOCK
+#undef XK
 #pragma GCC pop_options
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -238,11 +263,13 @@ enum { ISA_AVX512 = 1, ISA_AVX2 = 2 };
 
 /* Bumped whenever an op code, an op's fields or xk_pack change: models/native_kernel.py refuses a
  * library built from other sources (an editable install not rebuilt) rather than misread its tape. */
-#define ABI_VERSION 3
+#define ABI_VERSION 4
 
 int xk_abi_version(void) { return ABI_VERSION; }
 
-int xk_block(void) { return BLOCK; }
+int xk_block(void) { return BIG_BLOCK; }
+
+int xk_small_block(void) { return SMALL_BLOCK; }
 
 int xk_isa_supported(int isa) {
     __builtin_cpu_init();
@@ -251,16 +278,16 @@ int xk_isa_supported(int isa) {
     return 0;
 }
 
-/* Run ops [0, n) once over each of `blocks` slot images (blocks, nslots, BLOCK), in place: the
+/* Run ops [0, n) once over each of `blocks` slot images (blocks, nslots, BIG_BLOCK), in place: the
  * primitive probes' entry. */
 int xk_eval(int isa, const int32_t *ops, int n, float *slots, int nslots, int blocks, void *sleef) {
     if (!xk_isa_supported(isa) || !exp_table_set) return -1;
     for (int b = 0; b < blocks; b++) {
-        float *S = slots + (size_t)b * nslots * BLOCK;
+        float *S = slots + (size_t)b * nslots * BIG_BLOCK;
         if (isa == ISA_AVX512)
-            run_avx512(ops, n, S, sleef);
+            run_128_avx512(ops, n, S, sleef);
         else
-            run_avx2(ops, n, S, sleef);
+            run_128_avx2(ops, n, S, sleef);
     }
     return 0;
 }
@@ -270,10 +297,13 @@ int xk_eval(int isa, const int32_t *ops, int n, float *slots, int nslots, int bl
  * last forward pass's hypothesis (n_hyp, jobs). */
 int xk_train(int isa, const xk_pack *pack, int step0, int step1, float *costs, int32_t *fail_step,
              float *hyp_out) {
-    if (!xk_isa_supported(isa) || !exp_table_set || pack->jobs % BLOCK) return -1;
+    if (!xk_isa_supported(isa) || !exp_table_set) return -1;
+    if (pack->block != BIG_BLOCK && pack->block != SMALL_BLOCK) return -1;
+    if (pack->jobs % pack->block) return -1;
+    int big = pack->block == BIG_BLOCK;
     if (isa == ISA_AVX512)
-        train_avx512(pack, step0, step1, costs, fail_step, hyp_out);
+        (big ? train_128_avx512 : train_32_avx512)(pack, step0, step1, costs, fail_step, hyp_out);
     else
-        train_avx2(pack, step0, step1, costs, fail_step, hyp_out);
+        (big ? train_128_avx2 : train_32_avx2)(pack, step0, step1, costs, fail_step, hyp_out);
     return 0;
 }
