@@ -322,11 +322,13 @@ class _NativeRun:
             alive = torch.from_numpy(fail_step > s)
             hypothesis = solved_hyp if solved_hyp is not None else torch.zeros(4, count)
             below, solved = rule.reasons(torch.from_numpy(costs[-1, :count]), hypothesis, y, alive)
-            stops.record(s, members.tolist(), below, solved)
+            stopping = (below | solved).numpy()
+            if stopping.any():
+                stops.record(s, members.tolist(), below, solved)
             if end == steps:
                 break  # s was the last step: everyone's final hypothesis is the closing forward pass
             step = end
-            leaving = (below | solved | ~alive).numpy()
+            leaving = stopping | (fail_step <= s)
             if leaving.any():
                 final[:, members[leaving]] = hyp[:, :count][:, leaving]
                 for job in members[leaving & (fail_step <= s)].tolist():
