@@ -113,9 +113,13 @@ def test_errors_name_the_key_and_its_line(text: str, error: str) -> None:
         ("null\n", "yaml", "f: a sweep file is a mapping of keys (variants"),
         # JSON keeps the last of two equal keys; a sweep file refuses it, as YAML and TOML do.
         ('{"steps": 10, "steps": 20}', "json", "f: not valid JSON: the key 'steps' is given twice"),
+        # Nested past the parsers' recursion limit: a RecursionError traceback in each format.
+        ("lrs: " + "[" * 3000 + "]" * 3000, "yaml", "f: not valid YAML: nested too deeply"),
+        ('{"lrs": ' + "[" * 3000 + "]" * 3000 + "}", "json", "f: not valid JSON: nested too deeply"),
+        ("lrs = " + "[" * 3000 + "]" * 3000, "toml", "f: not valid TOML: nested too deeply"),
     ],
 )
-def test_an_empty_document_or_a_json_key_given_twice_is_refused(text: str, kind: str, error: str) -> None:
+def test_an_empty_twice_keyed_or_too_deep_document_is_refused(text: str, kind: str, error: str) -> None:
     with pytest.raises(InvalidSpec) as raised:
         parse_sweep_text(text, "f", kind)
     assert str(raised.value).startswith(error), raised.value

@@ -105,6 +105,9 @@ def parse_sweep_text(text: str, source: str = "", kind: str = "yaml") -> SweepDo
         raise InvalidSpec(where or "sweep file", f"not valid YAML: {error.problem or error}") from None
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as error:
         raise InvalidSpec(source or "sweep file", f"not valid {kind.upper()}: {error}") from None
+    except RecursionError:
+        # Each parser recurses per nesting level (thousands of "[" are a RecursionError traceback).
+        raise InvalidSpec(source or "sweep file", f"not valid {kind.upper()}: nested too deeply") from None
     if kind == "toml" and not fields and not _TOML_CONTENT.search(text):
         raise InvalidSpec(source or "sweep file", _EMPTY)
     if not isinstance(fields, dict):
