@@ -117,6 +117,13 @@ def test_errors_name_the_key_and_its_line(text: str, error: str) -> None:
         ("lrs: " + "[" * 3000 + "]" * 3000, "yaml", "f: not valid YAML: nested too deeply"),
         ('{"lrs": ' + "[" * 3000 + "]" * 3000 + "}", "json", "f: not valid JSON: nested too deeply"),
         ("lrs = " + "[" * 3000 + "]" * 3000, "toml", "f: not valid TOML: nested too deeply"),
+        # Aliases nest a list 9 times in 9 lines (9**9 items): the line walk and the "got" text never ended.
+        (
+            "k1: &k1 [1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+            + "".join(f"k{n}: &k{n} [{', '.join([f'*k{n - 1}'] * 9)}]\n" for n in range(2, 9)),
+            "yaml",
+            "f line 2: not valid YAML: an alias (*name) is not allowed in a sweep file",
+        ),
     ],
 )
 def test_an_empty_twice_keyed_or_too_deep_document_is_refused(text: str, kind: str, error: str) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
 
 from xorjobs.errors import InvalidSpec
 from xorjobs.sampling import has_sample
@@ -44,6 +45,14 @@ class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     ten (not octal eight), ``1_000`` and ``0x10`` are text (the flags' one number rule: ASCII digits), only
     ``true``/``false`` are booleans (not ``yes``/``no``/``on``/``off``) and dates stay text (a name like
     ``2026-12-01``)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        """Aliases (``*name``) are refused: nine lines of aliases make a list of 9**9 items, which the
+        line walk and the error's value text then visit one by one (it ran for minutes)."""
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ComposerError(None, None, "an alias (*name) is not allowed in a sweep file", mark)
+        return super().compose_node(parent, index)
 
 
 _Loader.yaml_implicit_resolvers = {}
