@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import check_job_against_the_seed_loop
 from tests.services import XORJOBS, ServiceProcess, clean_env, wait_until
 from xorjobs.store import queries
+from xorjobs.store.workers import list_workers
 from xorjobs.testing.seed_scripts import run_seed_script
 
 
@@ -25,6 +26,13 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Comp
         timeout=timeout,
         check=False,
     )
+
+
+def worker_states(url: str) -> list[str]:
+    """The state of each worker row in the fleet view (``xorjobs workers --all``), all embedded ones."""
+    workers = list_workers(url, include_stopped=True)
+    assert all(worker["node"].startswith("embedded-") for worker in workers), workers
+    return [worker["state"] for worker in workers]
 
 
 def test_run_with_no_flags_reproduces_the_seed_scripts(tmp_path: Path) -> None:
@@ -84,8 +92,9 @@ def test_run_exits_0_when_a_job_only_diverged(tmp_path: Path) -> None:
 
 def test_run_exits_1_when_a_job_is_cancelled_from_another_shell(tmp_path: Path) -> None:
     """The embedded worker has no time limit to fail a job by (Celery's solo pool enforces none), so the
-    embedded run's exit 1 is checked with the other outcome that gives it: ``xorjobs cancel``."""
-    env = clean_env(XORJOBS_PROGRESS_SECONDS="0.5")
+    embedded run's exit 1 is checked with the other outcome that gives it: ``xorjobs cancel``. Solo (pack
+    size 1): the native engine trains the longest job there is (1,000,000 steps) in about a second."""
+    env = clean_env(XORJOBS_PROGRESS_SECONDS="0.5", XORJOBS_PACK_SIZE="1")
     run = ServiceProcess(
         [XORJOBS, "run", "--variant", "nn", "--seed", "1", "--steps", "1000000", "--log-every", "1000"],
         env,
@@ -103,11 +112,13 @@ def test_run_exits_1_when_a_job_is_cancelled_from_another_shell(tmp_path: Path) 
 
     try:
         sweep_id = str(wait_until(running_sweep, timeout=120, what="the job to start running"))
+        assert worker_states(url) == ["live"]  # the in-process worker is in the fleet view while it trains
         cancelled = run_cli(["cancel", sweep_id], tmp_path, timeout=60)
         assert cancelled.returncode == 0, cancelled.stderr
         assert run.process.wait(60) == 1, run.log()
         assert "Traceback" not in run.log()
         assert queries.sweep_status(url, sweep_id)["counts"]["cancelled"] == 1
+        assert worker_states(url) == ["stopped"]  # its end recorded (it had no row, and before, "lost")
     finally:
         run.stop()
 
@@ -136,6 +147,7 @@ def test_ctrl_c_leaves_jobs_unfinished_and_a_worker_finishes_them(tmp_path: Path
     counts = sweep_state()
     assert counts is not None and counts["running"] == 0 and counts["queued"] >= 1, counts
     assert "picks them up" in run.log()
+    assert worker_states(url) == ["stopped"]  # a Ctrl-C is a clean stop too
     run.stop()
 
     worker = ServiceProcess(

@@ -22,9 +22,7 @@ from celery.worker import state as worker_state
 
 from xorjobs.settings import Settings
 from xorjobs.store.recovery import mark_queued_unpublished
-from xorjobs.store.results import release_job
 from xorjobs.worker.recovery import BrokerCensus, RecoveryLoop, recover_once
-from xorjobs.worker.runner import ACTIVE_CLAIMS
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_SECONDS = 10.0
@@ -43,30 +41,32 @@ def is_in_process(hostname: str | None) -> bool:
     return bool(hostname and hostname.startswith(EMBEDDED_NODE_PREFIX))
 
 
-def resync_embedded_queue(settings: Settings, app: Celery) -> None:
-    """Make the embedded queue hold exactly one message per queued job of the store."""
-    folder = Path(settings.queue_folder)
-    for message in folder.glob("*.msg"):
+def reset_embedded_queue(settings: Settings) -> None:
+    """Empty the embedded queue and mark every queued job unpublished, so what is submitted or re-queued
+    next is the first message in it; the in-process recovery loop publishes the older jobs after (its
+    relay), and a job whose lease expired is re-queued by it too."""
+    for message in Path(settings.queue_folder).glob("*.msg"):
         message.unlink(missing_ok=True)
     mark_queued_unpublished(settings.resolved_database_url)
+
+
+def resync_embedded_queue(settings: Settings, app: Celery) -> None:
+    """Make the embedded queue hold exactly one message per queued job of the store."""
+    reset_embedded_queue(settings)
     recover_once(settings, app, BrokerCensus(settings), publish_grace_seconds=0)
-
-
-def release_claims(settings: Settings) -> int:
-    """Give the jobs this process is training back to the queue at once (a clean Ctrl-C).
-
-    Fenced on each claim's attempt: the training thread's next write then fails and it stops.
-    """
-    url = settings.resolved_database_url
-    return sum(release_job(url, job_id, attempt) for job_id, attempt in list(ACTIVE_CLAIMS))
 
 
 @contextmanager
 def in_process_worker(
     app: Celery, settings: Settings, queues: list[str], hostname: str
 ) -> Iterator[threading.Thread]:
-    """Run a solo-pool Celery worker in a thread while the block runs; the block gets the thread."""
+    """Run a solo-pool Celery worker in a thread while the block runs; the block gets the thread.
+
+    Its row in the fleet view (``xorjobs workers``) is beaten from a thread of this process (a solo pool
+    forks nothing, so holding connections here is safe) and marked stopped when the block ends, however it
+    ends (``xorjobs workers --all`` showed no row for it, and before that a ``lost`` one)."""
     from xorjobs.worker.celery_app import limit_torch_threads
+    from xorjobs.worker.registration import RegistrationHeartbeat, record_stop, worker_identity
 
     limit_torch_threads()
     controller = app.WorkController(
@@ -83,14 +83,20 @@ def in_process_worker(
     )
     thread = threading.Thread(target=controller.start, name="xorjobs-embedded-worker", daemon=True)
     recovery = RecoveryLoop(settings, app)
+    identity = worker_identity(settings, hostname, queues)
+    registration = RegistrationHeartbeat(settings, identity)
+    registration.start()
     thread.start()
     recovery.start()
     try:
-        yield thread  # so a caller can wait for it to stop (xorjobs.cli.run_command)
+        yield thread  # so a caller can wait for it to stop (xorjobs.worker.embedded_training)
     finally:
         recovery.stop()
         worker_state.should_terminate = 0  # type: ignore[assignment]  # celery types it as None only
         thread.join(timeout=STOP_TIMEOUT_SECONDS)
+        registration.stop()
+        registration.join(timeout=STOP_TIMEOUT_SECONDS)  # no beat after the stop is recorded
+        record_stop(settings, identity)
         if thread.is_alive():
             # Still inside a torch op: exiting the interpreter under it aborts the process (C++
             # terminate), so leave at once; the store already holds everything that matters.

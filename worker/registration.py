@@ -6,7 +6,9 @@ that may hold database connections, not in the main process, which forks pool ch
 must hold none when it does (``worker/celery_app.py``). The recovery process exits when the main process
 does, so the beats stop with the worker and its row turns lost; while the supervisor restarts a
 recovery process that died, the row may show lost for that pause (the log says so too). The identity
-is made once in the main process, so a restarted recovery process beats on the same row.
+is made once in the main process, so a restarted recovery process beats on the same row. An in-process
+worker (``xorjobs run``, the Python client's embedded ``wait()``) forks nothing and has no recovery
+process: it beats from a thread and records its stop when it ends (``worker.embedded.in_process_worker``).
 """
 
 from __future__ import annotations
@@ -108,8 +110,14 @@ def mark_stopped_at_exit(
     if recovery is not None:
         recovery.join(timeout=5)
     try:
+        record_stop(settings, identity)
+    finally:
+        dispose_engines()
+
+
+def record_stop(settings: Settings, identity: WorkerIdentity) -> None:
+    """Mark the worker's row stopped (after its last beat); a store that is away is one warning."""
+    try:
         mark_stopped(settings.resolved_database_url, identity.instance_id)
     except Exception as error:  # the store is away: the row turns lost instead, which is still true
         log.warning("could not mark worker %s stopped: %s", identity.node, str(error).splitlines()[0])
-    finally:
-        dispose_engines()

@@ -42,7 +42,7 @@ def _verify_job(self: Task, verification_id: str) -> None:  # type: ignore[type-
 
 def register_tasks(celery: Celery) -> None:
     """Register the worker's tasks on ``celery``: the worker's own app below, and the app an in-process
-    client builds for its own settings (``xorjobs.client.embedded``: one app per store and queue folder)."""
+    client builds for its own settings (``worker.embedded.app_for``: one app per store and queue folder)."""
     # Strategy: messages of finished or deleted jobs are acked in the consumer, and another store's
     # messages handed back there (worker.skip_finished).
     celery.task(name=TRAIN_TASK, bind=True, Strategy="xorjobs.worker.skip_finished:skip_finished")(_train_job)

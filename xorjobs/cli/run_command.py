@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from xorjobs.cli import render
@@ -41,13 +34,17 @@ def run_sweep(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
 def _run_in_process(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
     import torch
 
+    from xorjobs.worker.embedded_training import training_service
+
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise NoCuda("--device: cuda was asked for, and this machine has no usable CUDA device")
     # The embedded default store is this user's own: created (or upgraded) here when it is not at head,
     # before the queue is reset below. A store named by XORJOBS_DATABASE_URL is only checked.
-    service = _training_service(settings)
+    service = training_service(settings)
+    from xorjobs.worker.embedded import reset_embedded_queue  # after the store's check: it makes folders
+
     if settings.embedded_queue:
-        _reset_embedded_queue(settings)
+        reset_embedded_queue(settings)
     submitted = service.submit_without_worker_check(spec)  # its messages: the first in the queue
     sweep_id = submitted["sweep_id"]
     if not settings.embedded_queue:
@@ -61,8 +58,12 @@ def _run_in_process(spec: SweepSpec, settings: Settings) -> dict[str, Any]:
 def retry_in_process(sweep_id: str, failed_only: bool, settings: Settings) -> tuple[set[str], dict[str, Any]]:
     """``retry`` in the embedded mode: re-queue, then train the sweep's unfinished jobs here, as ``run``
     does (nothing else would: no worker listens on the embedded queue). Returns (re-queued ids, results)."""
-    service = _training_service(settings, creates_store=False)  # no store: exit 3, none created
-    _reset_embedded_queue(settings)  # the re-queued jobs' messages come first, leftovers after
+    from xorjobs.worker.embedded_training import training_service
+
+    service = training_service(settings, creates_store=False)  # no store: exit 3, none created
+    from xorjobs.worker.embedded import reset_embedded_queue  # after the store's check: it makes folders
+
+    reset_embedded_queue(settings)  # the re-queued jobs' messages come first, leftovers after
     retried = service.retry(sweep_id, failed_only)["retried"]
     status = service.status(sweep_id)
     if retried or status["counts"].get("queued", 0):
@@ -72,26 +73,6 @@ def retry_in_process(sweep_id: str, failed_only: bool, settings: Settings) -> tu
         queues = sorted({str(job["queue"]) for job in status["jobs"] if job["state"] == "queued"})
         _train_sweep(service, settings, sweep_id, queues)
     return set(retried), service.results(sweep_id)
-
-
-def _training_service(settings: Settings, *, creates_store: bool = True) -> Service:
-    service = Service(settings, creates_embedded_store=creates_store).ready(submitting=creates_store)
-    # After the store's check: importing the worker's app makes the embedded queue's folders.
-    from xorjobs.worker.embedded import app_for
-
-    service.celery = app_for(settings)  # a worker's app for these settings: the task is registered on it
-    return service
-
-
-def _reset_embedded_queue(settings: Settings) -> None:
-    """Empty the embedded queue and mark every queued job unpublished, so what is submitted or re-queued
-    next is the first message in it; the in-process recovery loop publishes the older jobs after (its
-    relay), and a job whose lease expired is re-queued by it too."""
-    from xorjobs.store.recovery import mark_queued_unpublished
-
-    for message in Path(settings.queue_folder).glob("*.msg"):
-        message.unlink(missing_ok=True)
-    mark_queued_unpublished(settings.resolved_database_url)
 
 
 def _say_what_comes_first(settings: Settings, sweep_id: str, jobs: int) -> None:
@@ -119,106 +100,17 @@ def queued_elsewhere(url: str, sweep_id: str) -> int:
     return int(count or 0)
 
 
-def _train_sweep(
-    service: Service,
-    settings: Settings,
-    sweep_id: str,
-    queues: list[str],
-    wait: Callable[[Callable[[], dict[str, Any]]], object] = lambda status: wait_for_sweep(
-        status, interval=0.25
-    ),
-) -> None:
-    """Train with a worker inside this process until every job of the sweep is finished (``wait`` polls
-    the status it is given until then: the CLI's progress bar, or the Python client's).
+def _train_sweep(service: Service, settings: Settings, sweep_id: str, queues: list[str]) -> None:
+    """Train here until the sweep ends, under the CLI's progress bar (``worker.embedded_training``)."""
+    from xorjobs.worker.embedded_training import train_sweep
 
-    However it ends (done, Ctrl-C), the worker first stops taking messages, then what it still holds
-    is handed back to the queue: nothing is left ``running`` behind this process."""
-    from celery.worker import state as worker_state
-
-    from xorjobs.worker.embedded import embedded_hostname, in_process_worker
-
-    worker_state.should_terminate = None  # a previous stop in this process must not stop this worker
-    with (
-        _ctrl_c_noted() as interrupted,
-        in_process_worker(service.celery, settings, queues, embedded_hostname()) as worker,
-    ):
-
-        def status() -> dict[str, Any]:
-            if interrupted.is_set():
-                raise KeyboardInterrupt
-            return service.status(sweep_id)
-
-        try:
-            wait(status)
-        except KeyboardInterrupt:
-            handed_back = _stop_training(settings, worker)
-            counts = service.status(sweep_id)["counts"]
-            left = ", ".join(f"{count} {state}" for state, count in counts.items() if count)
-            later = "; `xorjobs run` or `xorjobs worker` on this store picks them up"
-            render.stderr.print(
-                f"interrupted: {handed_back} running job(s) handed back to the queue; sweep {sweep_id}: "
-                f"{left}{later if counts.get('queued') else ''}",
-                soft_wrap=True,
-            )
-            raise
-        handed_back = _stop_training(settings, worker)
-        if handed_back:
-            render.stderr.print(
-                f"{handed_back} job(s) of other sweeps handed back to the queue", soft_wrap=True
-            )
+    train_sweep(
+        service, settings, sweep_id, queues, lambda status: wait_for_sweep(status, interval=0.25), _say
+    )
 
 
-@contextmanager
-def _ctrl_c_noted() -> Iterator[threading.Event]:
-    """Ctrl-C sets an event that the wait checks, instead of raising wherever the main thread is: a
-    KeyboardInterrupt raised inside a garbage collector's callback is printed and dropped ("Exception
-    ignored in ... WeakKeyDictionary"), and the run went on to the end (seen on a 5,000-job run).
-    A second Ctrl-C raises at once, as usual."""
-    interrupted = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupted  # only the main thread may set a signal handler (a client used from a thread)
-        return
-
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        if interrupted.is_set():
-            raise KeyboardInterrupt
-        interrupted.set()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _stop_training(settings: Settings, worker: threading.Thread) -> int:
-    """Stop the in-process worker and hand back the jobs it holds, until it has stopped; returns how many.
-
-    The worker is told to stop first: released first, its jobs were claimed again with the next message
-    (and a pack that outlived the stop's wait was left ``running``). A message it had already taken still
-    claims a pack after that; the next round releases it, and training drops out at its next fenced write.
-    """
-    from celery.worker import state as worker_state
-
-    from xorjobs.store.results import release_job
-    from xorjobs.worker.embedded import STOP_TIMEOUT_SECONDS
-    from xorjobs.worker.runner import ACTIVE_CLAIMS
-
-    url = settings.resolved_database_url
-    handed_back: set[str] = set()  # a job released, claimed again by a late message and released counts once
-
-    def release() -> None:
-        for job_id, attempt in list(ACTIVE_CLAIMS):
-            if release_job(url, job_id, attempt):  # fenced on the attempt: its training stops
-                handed_back.add(job_id)
-
-    worker_state.should_terminate = 0  # type: ignore[assignment]  # celery types it as None only
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while worker.is_alive() and time.monotonic() < deadline:
-        release()
-        worker.join(timeout=0.1)
-    release()
-    return len(handed_back)
+def _say(text: str) -> None:
+    render.stderr.print(text, soft_wrap=True)
 
 
 def _require_broker(app: Celery, sweep_id: str, jobs: int) -> None:

@@ -204,12 +204,13 @@ class SweepHandle:
         if self.client.trains_here:
             if timeout is not None:
                 raise ValueError("timeout: the embedded mode trains the sweep in this process until it ends")
-            from xorjobs.client.embedded import train_sweep_here
+            # Only here: training needs the store, Celery and torch (not on the base install).
+            from xorjobs.worker.embedded_training import train_queued_jobs
 
             def watch(fetch: Callable[[], Json]) -> Json:
                 return poll_until_done(fetch, progress=progress, interval=WAIT_INTERVAL_SECONDS / 2)
 
-            train_sweep_here(self.client.settings, self.id, watch)
+            train_queued_jobs(self.client.settings, self.id, watch)
             return self.status()
 
         def fetch() -> Json:
