@@ -325,3 +325,11 @@ def test_the_readme_example_is_a_valid_sweep_file() -> None:
         InvalidSpec, match=r"^lrs\.low \(sweep\.yaml line 7\): Input should be greater than 0"
     ):
         spec_from_document(parse_sweep_text(example.replace("low: 1e-3", "low: -1"), "sweep.yaml"))
+
+
+@pytest.mark.parametrize("name", ["1e3", "1e-3", "5E+2", "null", "true", "yes", "010", "2026-12-01", ".5"])
+def test_a_name_that_reads_as_a_number_prints_back_quoted(name: str) -> None:
+    """`xorjobs spec` wrote `name: 1e3` bare (a string under PyYAML's YAML 1.1 rules), which a sweep file's
+    YAML 1.2 numbers read back as 1000.0: `submit -f <(xorjobs spec ID)` failed with exit 2."""
+    document = {"name": name, "lrs": [1e-05, 0.001, 1000.0], "seeds": [10]}
+    assert parse_sweep_text(dump_document(document)).fields == document

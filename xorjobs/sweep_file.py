@@ -67,6 +67,20 @@ for _tag, _pattern, _first in (
     ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
 ):
     _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
+
+
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no types
+    """Quotes a string that either YAML 1.1 (PyYAML's own rules) or the sweep file's YAML 1.2 numbers
+    would read as something else: PyYAML left ``1e3`` bare, which ``_Loader`` reads as 1000.0."""
+
+
+_Dumper.yaml_implicit_resolvers = {
+    first: [
+        *yaml.SafeDumper.yaml_implicit_resolvers.get(first, []),
+        *_Loader.yaml_implicit_resolvers.get(first, []),
+    ]
+    for first in {*yaml.SafeDumper.yaml_implicit_resolvers, *_Loader.yaml_implicit_resolvers}
+}
 _Loader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: int(loader.construct_scalar(node)))
 
 
@@ -245,5 +259,5 @@ def dump_document(document: Mapping[str, Any], comment: str = "") -> str:
     """A document as YAML that ``load_sweep_document`` reads back to the same values (floats as Python's
     shortest repr, which round-trips)."""
     header = "".join(f"# {line}\n" for line in comment.splitlines())
-    body: str = yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=None, width=100)
+    body: str = yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100)
     return header + body
