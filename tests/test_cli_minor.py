@@ -23,7 +23,6 @@ from rich.console import Console
 from tests.helpers import run_main, write_known_sweep
 from tests.services import XORJOBS, clean_env, wait_until
 from xorjobs.cli import render
-from xorjobs.cli.progress_view import eta_seconds
 from xorjobs.settings import get_settings
 from xorjobs.spec import validate_spec
 from xorjobs.store import control, queries
@@ -33,6 +32,7 @@ from xorjobs.store.results import Outcome, finish_job
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import create_sweep
 from xorjobs.store.workers import WorkerIdentity, register_worker
+from xorjobs.sweep_progress import eta_seconds
 
 Capsys = pytest.CaptureFixture[str]
 MP = pytest.MonkeyPatch
@@ -279,6 +279,20 @@ def test_run_and_status_watch_show_the_same_progress_and_eta_in_whole_state_name
         assert "1/3 jobs 0:00:08 elapsed, ETA 0:00:07" in text, text
         assert "queu=" not in text and "runn=" not in text
         assert "3/3 jobs 0:00:12 elapsed, ETA -:--:--" in text, text
+
+
+def test_the_python_clients_bar_says_what_the_cli_says() -> None:
+    """Client.wait(progress=True)'s bar: the same jobs, elapsed time, ETA and counts (xorjobs.sweep_progress);
+    it had rich's own elapsed time and no ETA, and moved with finished jobs only."""
+    from xorjobs.client.progress import poll_until_done
+
+    console = Console(file=io.StringIO(), width=120, force_terminal=True, record=True, highlight=False)
+    fetch = iter([_status(1.6, 8.0, succeeded=1, running=2), _status(3.0, 12.0, succeeded=3)]).__next__
+    final = poll_until_done(fetch, progress=True, interval=0, console=console)
+    text = console.export_text()
+    assert final["counts"]["succeeded"] == 3
+    assert "1/3 jobs 0:00:08 elapsed, ETA 0:00:07 running 2, succeeded 1" in text, text
+    assert "3/3 jobs 0:00:12 elapsed, ETA -:--:-- succeeded 3" in text, text
 
 
 # --- --help in click's words for every command; usage errors in the one error style ----------------------

@@ -3,9 +3,9 @@
 Two lines: the sweep and its state counts (whole state names; the bar said "queu=29 runn=1"), then a bar
 that moves with the jobs' logged steps (the store's ``progress``: a running pack counts the part of its
 steps it has logged, so the bar no longer stands still for a whole pack), jobs finished, time since the
-sweep's first job started and the ETA. Both numbers come from the store, and the ETA from the one rule
-below, so two commands watching one sweep show the same ETA at the same moment (rich's own estimate
-was each bar's speed since it opened).
+sweep's first job started and the ETA. Both numbers come from the store, and the ETA and the wording from
+``xorjobs.sweep_progress`` (shared with the Python client's bar), so two commands watching one sweep show
+the same ETA at the same moment (rich's own estimate was each bar's speed since it opened).
 """
 
 from __future__ import annotations
@@ -17,27 +17,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
 from xorjobs.cli.render import counts_line, safe
-from xorjobs.defaults import finished_count
-
-
-def eta_seconds(status: dict[str, Any]) -> float | None:
-    """Seconds until the sweep is done, at the pace it has kept since its first job started: elapsed ×
-    (jobs left / jobs done), in the store's ``progress`` (None before anything is done, or when done)."""
-    total = int(sum(status["counts"].values()))
-    if status.get("progress") is None or status.get("elapsed_seconds") is None:
-        return None
-    progress, elapsed = float(status["progress"]), float(status["elapsed_seconds"])
-    if not 0 < progress < total:
-        return None
-    return elapsed * (total - progress) / progress
-
-
-def clock(seconds: float | None) -> str:
-    """``1:02:03``; ``-:--:--`` when not known."""
-    if seconds is None:
-        return "-:--:--"
-    whole = round(seconds)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+from xorjobs.sweep_progress import bar_position, jobs_text, times_text
 
 
 class SweepProgress:
@@ -56,13 +36,10 @@ class SweepProgress:
 
     def view(self, status: dict[str, Any]) -> Group:
         counts = status["counts"]
-        total = sum(counts.values())
-        finished = finished_count(counts)
-        progress = float(status.get("progress", finished))  # an older API has no progress: finished jobs
-        done = f"{finished}/{total} jobs"
-        times = f"{clock(status.get('elapsed_seconds'))} elapsed, ETA {clock(eta_seconds(status))}"
+        completed, total = bar_position(status)
+        done, times = jobs_text(counts), times_text(status)
         if self._task is None:
             self._task = self._bar.add_task("", total=total, done=done, times=times)
-        self._bar.update(self._task, total=total, completed=min(progress, total), done=done, times=times)
+        self._bar.update(self._task, total=total, completed=completed, done=done, times=times)
         heading = Text.from_markup(f"sweep {safe(status['sweep_id'])}: {counts_line(counts)}")
         return Group(heading, self._bar)

@@ -17,6 +17,7 @@ from rich.table import Table as Table
 
 from xorjobs.spec import first_control_character
 from xorjobs.store.floats import json_safe
+from xorjobs.sweep_progress import counts_text
 
 # Wide when piped (rich would assume 80 columns and truncate ids); the terminal's width otherwise.
 stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -64,8 +65,8 @@ def number(value: Any, digits: int = 6) -> str:
 
 
 def counts_line(counts: dict[str, int]) -> str:
-    parts = [f"[{STATE_STYLES.get(state, '')}]{state} {count}[/]" for state, count in counts.items() if count]
-    return ", ".join(parts) or "no jobs"
+    """The counts in the one wording (``xorjobs.sweep_progress.counts_text``), each state in its colour."""
+    return counts_text(counts, lambda state, part: f"[{STATE_STYLES.get(state, '')}]{part}[/]")
 
 
 JOB_COLUMNS = ("id", "variant", "seed", "lr", "device", "state")
