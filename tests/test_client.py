@@ -172,3 +172,23 @@ def test_a_url_that_is_no_xorjobs_api_is_one_line_exit_4(
     url = f"http://127.0.0.1:{server.server_port}"
     says = f"the API at {url} answered 501" if args[0] == "cancel" else f"the server at {url} is not an"
     assert err.startswith(f"error: {says}"), err
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda s: s.results(sort="bogus"), "sort: Input should be 'final_cost', 'accuracy', 'seed' or 'lr'"),
+        (lambda s: s.results(limit=0), "limit: Input should be greater than or equal to 1 (got 0)"),
+        (lambda s: s.status(states=["done"]), "states.0: Input should be 'queued', 'running'"),
+        (lambda s: s.results(lrs=["x"]), "lrs.0: 'x' is not a number"),
+        (lambda s: s.summary(seeds=[-1]), "seeds"),
+        (lambda s: s.client.sweeps(states=["x"]), "states.0: Input should be 'queued'"),
+    ],
+)
+def test_a_bad_filter_or_order_is_invalid_spec_naming_the_keyword(call: Any, error: str) -> None:
+    """They raised pydantic's multi-line ValidationError (or a ValueError), and limit=0 returned every job;
+    refused before anything is sent (nothing listens on this port)."""
+    sweep = Client("http://127.0.0.1:9", None).sweep("sw-0123456789ab")
+    with pytest.raises(InvalidSpec) as raised:
+        call(sweep)
+    assert str(raised.value).startswith(error) and "\n" not in str(raised.value), raised.value

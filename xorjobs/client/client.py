@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from xorjobs.analysis import DEFAULT_THRESHOLD
 from xorjobs.client.http import HttpBackend
 from xorjobs.client.protocol import Backend, Json
 from xorjobs.client.records import Job, Summary, SweepInfo, SweepStatus, VerifyReport
+from xorjobs.errors import InvalidSpec
 from xorjobs.filters import DEFAULT_ORDER, JobFilter, JobOrder, SweepFilter, seed_ranges
 from xorjobs.settings import Settings, get_settings
 from xorjobs.spec import SweepSpec, validate_spec
@@ -152,7 +155,7 @@ class Client:
     ) -> list[SweepInfo]:
         """The sweeps, newest first; ``name``: the name contains it (any case); ``states``: the sweeps
         with a job in one of these states."""
-        sweep_filter = SweepFilter.model_validate({"name": name, "states": tuple(states)})
+        sweep_filter = _checked(SweepFilter, {"name": name, "states": tuple(states)})
         return [SweepInfo.from_json(sweep) for sweep in self.backend.sweeps(limit, sweep_filter)["sweeps"]]
 
     # --- jobs ----------------------------------------------------------------------------------------
@@ -225,8 +228,8 @@ class SweepHandle:
         """Every job (or those the filters keep) with its results and logged costs; ``sort``:
         final_cost, accuracy, seed or lr (``results(sort="final_cost", limit=10)``: the ten best)."""
         order = (
-            JobOrder.model_validate({"sort": sort, "descending": descending, "limit": limit})
-            if sort or limit
+            _checked(JobOrder, {"sort": sort, "descending": descending, "limit": limit})
+            if sort or limit is not None  # limit=0 is refused, not "no limit"
             else DEFAULT_ORDER
         )
         answer = self.client.backend.results(self.id, job_filter(**filters), order)
@@ -276,11 +279,47 @@ def job_filter(
     seeds: Iterable[int] = (),
 ) -> JobFilter:
     """The filter of ``status``/``results``/``summary`` from plain Python values."""
-    return JobFilter.model_validate(
+    return _checked(
+        JobFilter,
         {
             "states": tuple(states),
             "variants": tuple(variants),
-            "lrs": tuple(float(lr) for lr in lrs),
-            "seed_ranges": seed_ranges(seeds),
-        }
+            "lrs": tuple(_number(lr, f"lrs.{index}") for index, lr in enumerate(lrs)),
+            "seed_ranges": seed_ranges(_seeds(seeds)),
+        },
     )
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _checked(model: type[_Model], fields: dict[str, Any]) -> _Model:
+    """A filter or order from the client's keywords; a bad value is InvalidSpec naming the keyword, one
+    line, as the CLI's errors are (pydantic's ValidationError is several lines and names its own fields)."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = [str(part) for part in first["loc"]] or ["filter"]
+        if location[0] == "seed_ranges":  # the keyword is seeds; its ranges' inner indexes mean nothing here
+            location = ["seeds"]
+        value = first.get("input")
+        shown = f" (got {value!r})" if isinstance(value, int | float | str) else ""
+        raise InvalidSpec(".".join(location), first["msg"].removeprefix("Value error, ") + shown) from None
+
+
+def _seeds(seeds: Iterable[Any]) -> list[int]:
+    listed = list(seeds)
+    for index, seed in enumerate(listed):
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidSpec(f"seeds.{index}", f"{seed!r} is not an integer")
+    return listed
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidSpec(field, f"{value!r} is not a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidSpec(field, f"{value!r} is not a number") from None
