@@ -81,6 +81,12 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
+    stop_recovery()
+
+
+def stop_recovery() -> None:
+    """Stop every recovery process this process started and mark its registry row stopped (idempotent:
+    also called by ``xorjobs worker`` when Ctrl-C comes before Celery would send worker_shutdown)."""
     while _recovery:  # emptied: an in-process client runs several workers, one after another, in one process
         supervisor, settings = _recovery.pop()
         supervisor.stop()

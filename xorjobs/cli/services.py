@@ -8,6 +8,7 @@ import socket
 from enum import StrEnum
 from typing import Annotated
 
+import click
 import typer
 
 from xorjobs.cli import render
@@ -79,17 +80,27 @@ def worker(
         resync_embedded_queue(settings, celery_app)
         render.stderr.print(f"embedded queue in {settings.queue_folder} (set XORJOBS_BROKER_URL for Redis)")
     render.stderr.print(f"store: {describe(settings.resolved_database_url)}")
-    celery_app.worker_main(
-        [
-            "worker",
-            f"--queues={queue.value}",
-            f"--hostname={queue.value}-{os.getpid()}@%h",
-            f"--concurrency={concurrency}",
-            f"--pool={pool.value}",
-            f"--loglevel={loglevel}",
-            "--without-mingle",
-        ]
-    )
+    try:
+        celery_app.worker_main(
+            [
+                "worker",
+                f"--queues={queue.value}",
+                f"--hostname={queue.value}-{os.getpid()}@%h",
+                f"--concurrency={concurrency}",
+                f"--pool={pool.value}",
+                f"--loglevel={loglevel}",
+                "--without-mingle",
+            ]
+        )
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        # Ctrl-C before Celery's own handlers are in (worker_init imports torch for seconds): celery's
+        # click turns it into Abort, which was a 60-line traceback and exit 1. Celery sends no
+        # worker_shutdown from there, so stop the recovery process and mark the registry row stopped here.
+        from xorjobs.worker.celery_app import stop_recovery
+
+        stop_recovery()
+        render.stderr.print("interrupted: the worker stopped before it was ready")
+        raise typer.Exit(130) from None
 
 
 def api(
