@@ -193,3 +193,21 @@ def test_the_cli_does_not_import_matplotlib_for_other_commands(known: tuple[Serv
         "assert 'matplotlib' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_curve_of_one_logged_step_is_drawn_as_a_dot() -> None:
+    # --log-every = --steps (or a job stopped at step 0) logs one cost: a plain line through it drew nothing.
+    job = {
+        "id": "job-1",
+        "variant": "nn",
+        "seed": 1,
+        "lr": 1.0,
+        "state": "succeeded",
+        "steps": 10,
+        "log_every": 10,
+    }
+    job |= {"final_cost": 0.69, "accuracy": 0.5, "steps_trained": 1, "stopped_at_step": 0}
+    sweep_line = plots.sweep_figure("sw-1", [job], {"job-1": [(0, 0.7)]}, ["variant"]).axes[0].get_lines()[0]
+    job_line = plots.job_figure(job, [(0, 0.7)]).axes[0].get_lines()[0]
+    assert [line.get_marker() for line in (sweep_line, job_line)] == ["o", "o"]
+    assert xs(sweep_line) == xs(job_line) == [0.0]

@@ -81,7 +81,14 @@ def sweep_figure(
         axes.fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
         # The count is of the curves drawn: a queued or cancelled job has none to add to the median.
         drawn = sum(1 for curve in curves if curve)
-        axes.plot(steps, median, color=colour, linewidth=1.8, label=f"{label} ({drawn} jobs)")
+        axes.plot(
+            steps,
+            median,
+            color=colour,
+            linewidth=1.8,
+            marker=_lone_marker(steps),
+            label=f"{label} ({drawn} jobs)",
+        )
     if threshold is not None:
         axes.axhline(threshold, color="0.4", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     by_text = ", ".join(by) if by else "all jobs"
@@ -112,7 +119,12 @@ def job_figure(job: Mapping[str, Any], costs: CostCurve) -> Figure:
     points = [(int(step), float(cost)) for step, cost in costs]
     shown = [(step, cost) for step, cost in points if math.isfinite(cost) and cost > 0]
     axes.plot(
-        [step for step, _ in shown], [cost for _, cost in shown], color="#1f77b4", linewidth=1.8, label="cost"
+        [step for step, _ in shown],
+        [cost for _, cost in shown],
+        color="#1f77b4",
+        linewidth=1.8,
+        marker=_lone_marker(shown),
+        label="cost",
     )
     final = job.get("final_cost")
     accuracy = job.get("accuracy")
@@ -134,6 +146,12 @@ def job_figure(job: Mapping[str, Any], costs: CostCurve) -> Figure:
     axes.set_title(f"job {job['id']}: " + ", ".join(details), fontsize=9)
     _finish(axes, with_legend=False)
     return figure
+
+
+def _lone_marker(points: Sequence[Any]) -> str | None:
+    """A dot for a curve of one logged step (``--log-every`` = ``--steps``, or a job that stopped at step
+    0): a line through one point draws nothing, so such a plot came out empty."""
+    return "o" if len(points) == 1 else None
 
 
 def png_bytes(figure: Figure) -> bytes:
