@@ -190,3 +190,13 @@ def test_a_bad_filter_or_order_is_invalid_spec_naming_the_keyword(call: Any, err
     with pytest.raises(InvalidSpec) as raised:
         call(sweep)
     assert str(raised.value).startswith(error) and "\n" not in str(raised.value), raised.value
+
+
+def test_a_jobs_early_stopping_fields_are_attributes() -> None:
+    # They were left in Job.extra, so job.steps_trained was an AttributeError. Found by qa2.
+    row = {"id": "job-1", "sweep_id": "sw-1", "variant": "nn", "seed": 1, "lr": 1.0, "steps": 3000}
+    row |= {"log_every": 7, "device": "cpu", "queue": "cpu", "state": "succeeded", "stop_below": 0.05}
+    row |= {"stop_when_solved": True, "steps_trained": 666, "stopped_at_step": 665, "stop_reason": "solved"}
+    job = Job.from_json(row)
+    assert (job.stop_below, job.stop_when_solved, job.steps_trained) == (0.05, True, 666)
+    assert (job.stopped_at_step, job.stop_reason, dict(job.extra)) == (665, "solved", {})

@@ -76,6 +76,13 @@ class Job:
     final_cost: float | None = None
     last_logged_cost: float | None = None
     accuracy: float | None = None
+    # Early stopping (README, "Early stopping"): the sweep's rule, then how far the job trained and why
+    # it stopped (``stopped_at_step`` None: it trained all its steps).
+    stop_below: float | None = None
+    stop_when_solved: bool = False
+    steps_trained: int | None = None
+    stopped_at_step: int | None = None
+    stop_reason: str | None = None
     hypothesis: tuple[float, ...] | None = None
     predicted: tuple[float, ...] | None = None
     costs: tuple[tuple[int, float], ...] | None = None
@@ -84,7 +91,7 @@ class Job:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Job:
         known, extra = _split(cls, data)
-        for key in ("final_cost", "last_logged_cost", "accuracy", "duration_seconds", "lr"):
+        for key in ("final_cost", "last_logged_cost", "accuracy", "duration_seconds", "lr", "stop_below"):
             if key in known:
                 known[key] = number(known[key])
         for key in ("hypothesis", "predicted"):
