@@ -7,6 +7,7 @@ import json
 import math
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import httpx2
@@ -15,6 +16,7 @@ import pytest
 from tests.helpers import Cluster, run_main
 from tests.services import XORJOBS, start_api
 from xorjobs.client import Client
+from xorjobs.store.workers import WorkerIdentity, register_worker
 from xorjobs.verification import compare_costs, provenance_note, verify_report
 
 # --- the comparison ---------------------------------------------------------------------------------
@@ -124,6 +126,7 @@ def test_verify_refuses_an_unknown_or_unfinished_job(
 
 def test_the_api_hands_verify_to_a_worker(sqlite_cluster: Cluster, tmp_path: Path) -> None:
     env = {**sqlite_cluster.env, "XORJOBS_API_TOKEN": "verify-token"}
+    auth = {"Authorization": "Bearer verify-token"}
     api, url = start_api(env, tmp_path)
     try:
         # No worker yet: a 504 that says so, quickly (the job is trained below).
@@ -131,13 +134,19 @@ def test_the_api_hands_verify_to_a_worker(sqlite_cluster: Cluster, tmp_path: Pat
         client = Client(url, "verify-token")
         with pytest.raises(Exception, match="only a succeeded job"):
             client.verify(job_id)
+        unfinished = httpx2.post(f"{url}/jobs/{job_id}/verify", headers=auth, timeout=30)
+        assert unfinished.status_code == 422 and unfinished.json()["detail"].startswith(
+            f"path.job_id: job {job_id} is queued"
+        )  # the API names its own parameter (it said the CLI's JOB_ID); the CLI says JOB_ID, below
+        cli_env = {**env, "XORJOBS_API_URL": url, "XORJOBS_HOME": str(tmp_path / "cli-home")}
+        refused = subprocess.run([XORJOBS, "verify", job_id], env=cli_env, capture_output=True, text=True)
+        assert refused.returncode == 2 and refused.stderr.startswith(f"error: JOB_ID: job {job_id} is queued")
         sqlite_cluster.start_worker("worker")
         sqlite_cluster.wait_finished(sweep_id)
         report = client.verify(job_id)
         assert report.identical and report.first_differing_step is None and report.steps_compared == 3
         assert report.here["torch_version"] == report.stored["torch_version"]
         # The CLI over HTTP: the same client, the same report.
-        cli_env = {**env, "XORJOBS_API_URL": url, "XORJOBS_HOME": str(tmp_path / "cli-home")}
         verified = subprocess.run(
             [XORJOBS, "verify", job_id, "--json"], env=cli_env, capture_output=True, text=True, timeout=120
         )
@@ -156,18 +165,33 @@ def test_the_api_hands_verify_to_a_worker(sqlite_cluster: Cluster, tmp_path: Pat
 
         for worker in sqlite_cluster.workers:
             worker.stop()
-        answer = httpx2.post(
-            f"{url}/jobs/{job_id}/verify",
-            params={"timeout": 1},
-            headers={"Authorization": "Bearer verify-token"},
-            timeout=30,
+        # No live worker of the queue in the registry: a 503 at once, not a silent wait of the timeout.
+        started = time.monotonic()
+        answer = httpx2.post(f"{url}/jobs/{job_id}/verify", headers=auth, timeout=30)
+        assert answer.status_code == 503 and answer.json()["detail"].startswith(
+            "no live worker serves queue 'cpu'"
         )
-        assert (
-            answer.status_code == 504
-            and "no worker of queue 'cpu' answered within 1 s" in answer.json()["detail"]
+        no_worker = subprocess.run(
+            [XORJOBS, "verify", job_id, "--device", "cpu"], env=cli_env, capture_output=True, text=True
         )
+        assert no_worker.returncode == 4 and "no live worker serves queue 'cpu'" in no_worker.stderr
+        assert time.monotonic() - started < 15  # was 120 s per ask
+        # A worker the registry calls live that does not answer (busy, or cut off from the broker): the
+        # wait runs its timeout, which the CLI's --timeout sets, and the 504 says how to wait longer.
+        register_worker(sqlite_cluster.url, _live_row())
+        busy = subprocess.run(
+            [XORJOBS, "verify", job_id, "--timeout", "1"], env=cli_env, capture_output=True, text=True
+        )
+        assert busy.returncode == 4, busy.stderr
+        assert "no worker of queue 'cpu' answered within 1 s" in busy.stderr
+        assert "--timeout SECONDS" in busy.stderr
     finally:
         api.stop()
+
+
+def _live_row() -> WorkerIdentity:
+    """A registry row of a cpu worker that beats now and serves nothing (no such process)."""
+    return WorkerIdentity("f" * 32, "cpu-1@nowhere", "nowhere", 1, None, ("cpu",), {}, "x", 60.0)
 
 
 # --- the store's side, on SQLite and Postgres ------------------------------------------------------

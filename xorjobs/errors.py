@@ -99,6 +99,14 @@ class StoreNotAtHead(XorjobsError):
     http_status = 503
 
 
+class NoWorker(XorjobsError):
+    """No live worker serves the queue a request needs (the store's registry says so): said at once, 503
+    from the API and exit 4 from the CLI, instead of a wait that nobody would answer."""
+
+    exit_code = 4
+    http_status = 503
+
+
 class NoAnswer(XorjobsError):
     """No worker answered a request in time (``POST /jobs/{id}/verify``: none serves the queue, or all are
     busy): 504 from the API, exit 4 from the CLI, as an unreachable service is."""

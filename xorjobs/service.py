@@ -198,9 +198,10 @@ class Service:
         url = self._store()
         return {"deleted": [housekeeping.delete_sweep(url, sweep_id, cancel_active).as_dict()]}
 
-    def verify(self, job_id: str, device: str | None = None) -> dict[str, Any]:
+    def verify(self, job_id: str, device: str | None = None, timeout: float | None = None) -> dict[str, Any]:
         """Re-run ``job_id`` solo in this process and compare (``xorjobs verify`` without an API). Needs
-        torch: the API calls ``verify_on_worker`` instead."""
+        torch: the API calls ``verify_on_worker`` instead. ``timeout`` is the HTTP backend's (a wait for a
+        worker); here nothing is waited for."""
         url = self._store()
         from xorjobs.worker.verify import verify_stored_job
 

@@ -2,8 +2,9 @@
 re-run's device, and wait for the worker's report in the store (issue 12 §6).
 
 Nothing but the store and the broker is shared, so the API and the worker may be on different hosts. A
-request nobody answered in time is a 504 naming the queue (a worker of it trains first what it holds);
-a broker that cannot be reached is a 503.
+request for a queue that no live worker serves (the store's registry) is a 503 at once; one nobody
+answered in time is a 504 naming the queue (a worker of it trains first what it holds); a broker that
+cannot be reached is a 503.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from celery import Celery
 from kombu.exceptions import KombuError
 
 from xorjobs.defaults import VERIFY_TASK
-from xorjobs.errors import InvalidSpec, NoAnswer, NotFound, Unreachable, XorjobsError
+from xorjobs.errors import InvalidSpec, NoAnswer, NotFound, NoWorker, Unreachable, XorjobsError
 from xorjobs.spec import queue_for
 from xorjobs.store import queries, verifications
+from xorjobs.store.workers import serves_queue
+
+API_JOB_ID = "path.job_id"
+"""How the API's errors name the id (its path parameter, in FastAPI's ``loc`` style); the CLI says JOB_ID."""
 
 POLL_SECONDS = 0.2
 """How often the waiting API reads the store for the worker's answer."""
@@ -25,11 +30,12 @@ POLL_SECONDS = 0.2
 _ERRORS_BY_STATUS: dict[int, type[XorjobsError]] = {404: NotFound, 503: Unreachable}
 
 
-def check_verifiable(job: dict[str, Any]) -> None:
-    """Only a succeeded job has stored results to compare a re-run with."""
+def check_verifiable(job: dict[str, Any], field: str = "JOB_ID") -> None:
+    """Only a succeeded job has stored results to compare a re-run with. ``field`` names the id as the
+    caller took it: the CLI's ``JOB_ID`` in process, the route's ``path.job_id`` in the API."""
     if job["state"] != "succeeded":
         raise InvalidSpec(
-            "JOB_ID", f"job {job['id']} is {job['state']}: only a succeeded job has results to verify"
+            field, f"job {job['id']} is {job['state']}: only a succeeded job has results to verify"
         )
 
 
@@ -38,9 +44,17 @@ def verify_on_worker(
 ) -> dict[str, Any]:
     """The report of a worker's solo re-run of ``job_id`` on ``device`` (default: the job's own)."""
     job = queries.job_detail(url, job_id)  # NotFound first, before anything is written or sent
-    check_verifiable(job)
+    check_verifiable(job, API_JOB_ID)
     device = device or str(job["device"])
     queue = queue_for(device)
+    # The registry (store.workers) is what the API and the workers share: with no live worker of the
+    # queue, nothing would answer, so say so now rather than after the whole timeout. A worker that is
+    # starting registers before it is ready, so it is not missed.
+    if not serves_queue(url, queue):
+        raise NoWorker(
+            f"no live worker serves queue {queue!r} to verify {job_id} on {device} (`xorjobs workers` "
+            f"lists them); start one with `xorjobs worker --queue {queue}`"
+        )
     verification_id = verifications.request(url, job_id, device)
     try:
         celery.send_task(
@@ -65,8 +79,9 @@ def verify_on_worker(
             # Answered as given up, so a worker that takes the message later skips the re-run.
             if verifications.answer(url, verification_id, error="no worker answered in time", status=504):
                 raise NoAnswer(
-                    f"no worker of queue {queue!r} answered within {timeout:g} s; start one "
-                    f"(`xorjobs worker --queue {queue}`) or ask again with a longer ?timeout="
+                    f"no worker of queue {queue!r} answered within {timeout:g} s (they may all be busy "
+                    f"training); ask again with a longer timeout (`xorjobs verify --timeout SECONDS`, "
+                    f"?timeout= over HTTP) or start another worker (`xorjobs worker --queue {queue}`)"
                 )
             continue  # a worker answered just now
         time.sleep(POLL_SECONDS)

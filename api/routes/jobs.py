@@ -62,7 +62,7 @@ def cancel_job(job_id: str, service: ServiceDep) -> Cancelled:
     responses=error_responses(
         {
             422: "The job did not succeed (nothing to compare), or the worker has no CUDA for device=cuda",
-            503: "The store or the broker cannot be reached",
+            503: "The store or the broker cannot be reached, or no live worker serves the device's queue",
             504: "No worker of the device's queue answered within the timeout",
         }
     ),

@@ -12,6 +12,8 @@ import typer
 
 from xorjobs.cli import render
 from xorjobs.client import Client, VerifyReport
+from xorjobs.defaults import MAX_VERIFY_WAIT_SECONDS, VERIFY_WAIT_SECONDS
+from xorjobs.errors import InvalidSpec
 from xorjobs.settings import get_settings
 
 
@@ -20,6 +22,15 @@ def verify(
     device: Annotated[
         str | None,
         typer.Option("--device", help="Re-run on cpu or cuda \\[default: the job's own device]"),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help=f"With XORJOBS_API_URL: how long the API waits for a worker's report "
+            f"\\[default: {VERIFY_WAIT_SECONDS:g}]",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
@@ -30,11 +41,19 @@ def verify(
     stored job when they differ from the re-run's. Exit 0 when identical, 1 when not.
     """
     if device is not None and device not in ("cpu", "cuda"):
-        from xorjobs.errors import InvalidSpec
-
         raise InvalidSpec("--device", f"{device!r} is not a device (choose from cpu, cuda)")
+    if timeout is not None and not 0 < timeout <= MAX_VERIFY_WAIT_SECONDS:
+        raise InvalidSpec(
+            "--timeout",
+            f"must be more than 0 and at most {MAX_VERIFY_WAIT_SECONDS:g} seconds (got {timeout:g})",
+        )
     client = Client(settings=get_settings())
-    report = client.verify(job_id, device)
+    try:
+        report = client.verify(job_id, device, timeout)
+    except InvalidSpec as error:
+        if error.field != "job_id":  # the API's name for it (path.job_id); this command's is JOB_ID
+            raise
+        raise InvalidSpec("JOB_ID", error.message) from None
     if as_json:
         render.print_json({**report.extra, **_as_dict(report)})
     else:

@@ -172,10 +172,11 @@ class Client:
         """Cancel queued and running jobs (of a sweep, or one job); returns the ids cancelled."""
         return [str(job_id) for job_id in self.backend.cancel(sweep_or_job_id)["cancelled"]]
 
-    def verify(self, job_id: str, device: str | None = None) -> VerifyReport:
+    def verify(self, job_id: str, device: str | None = None, timeout: float | None = None) -> VerifyReport:
         """Re-run a stored job solo and compare it with the store (``xorjobs verify``): in this process
-        (in-process mode: needs the worker extra's torch), or on a worker of the API's fleet (HTTP)."""
-        return VerifyReport.from_json(self.backend.verify(job_id, device))
+        (in-process mode: needs the worker extra's torch), or on a worker of the API's fleet (HTTP), which
+        waits ``timeout`` seconds for the worker (the API's default when None; unused in process)."""
+        return VerifyReport.from_json(self.backend.verify(job_id, device, timeout))
 
 
 class SweepHandle:

@@ -150,11 +150,13 @@ class HttpBackend:
             "POST", "/sweeps/prune", params={"older_than_seconds": older_than_seconds, "dry_run": dry_run}
         )
 
-    def verify(self, job_id: str, device: str | None = None) -> Json:
-        params = {"device": device} if device else {}
+    def verify(self, job_id: str, device: str | None = None, timeout: float | None = None) -> Json:
+        params: dict[str, Any] = {"device": device} if device else {}
+        if timeout is not None:
+            params["timeout"] = timeout
         # The API waits for a worker to re-run the job (at most MAX_VERIFY_WAIT_SECONDS): wait past that.
-        timeout = MAX_VERIFY_WAIT_SECONDS + 30
-        return self._call("POST", f"/jobs/{job_id}/verify", params=params, timeout=timeout)
+        wait = (timeout or MAX_VERIFY_WAIT_SECONDS) + 30
+        return self._call("POST", f"/jobs/{job_id}/verify", params=params, timeout=wait)
 
     def _bytes(self, method: str, path: str, **kwargs: Any) -> bytes:
         try:
@@ -183,7 +185,8 @@ class HttpBackend:
             raise NotFound(detail)
         if response.status_code in (413, 422):
             field, _, message = detail.partition(": ")
-            raise InvalidSpec(field.removeprefix("body.").removeprefix("query."), message or detail)
+            field = field.removeprefix("body.").removeprefix("query.").removeprefix("path.")
+            raise InvalidSpec(field, message or detail)
         if response.status_code == 409:
             raise SweepActive(detail)
         if response.status_code in (503, 504):

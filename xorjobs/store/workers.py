@@ -205,6 +205,22 @@ def _packs_by_process(
     return by_worker
 
 
+def serves_queue(url: str, queue: str) -> bool:
+    """Whether a live worker (``state_of``) consumes ``queue``, as the registry says: what a request for
+    that queue (``POST /jobs/{id}/verify``) checks before it waits for an answer nobody would give."""
+    with read_session(url) as session:
+        now = session.execute(select(db_now())).scalar_one()
+        rows = session.execute(
+            select(Worker.queues, Worker.last_heartbeat, Worker.stopped_at, Worker.heartbeat_seconds).where(
+                Worker.stopped_at.is_(None)
+            )
+        ).all()
+    return any(
+        queue in queues.split(",") and state_of(last, stopped, seconds, now) is WorkerState.LIVE
+        for queues, last, stopped, seconds in rows
+    )
+
+
 def worker_counts(url: str) -> dict[WorkerState, int]:
     """How many workers are in each state (every state present, zeros included)."""
     with read_session(url) as session:
