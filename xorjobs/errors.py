@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+GOT_MAX_CHARS = 80
+"""The longest value an error's ``(got ...)`` shows: a whole 800-bracket list or a long string is noise."""
+
+
+def got(value: object) -> str:
+    """``(got VALUE)`` for an error message: the value's repr, cut at GOT_MAX_CHARS with an ellipsis (the
+    one place every front end's "(got ...)" is written)."""
+    text = repr(value)
+    if len(text) > GOT_MAX_CHARS:
+        text = text[: GOT_MAX_CHARS - 1] + "…"
+    return f"(got {text})"
+
 
 class XorjobsError(Exception):
     """Root of every error xorjobs raises on purpose."""

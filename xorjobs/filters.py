@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal, TypeVar, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from xorjobs.defaults import JOB_STATES, VARIANTS, JobState, Variant
-from xorjobs.errors import InvalidSpec
+from xorjobs.errors import InvalidSpec, got
 from xorjobs.spec import (
     MAX_JOBS_PER_SWEEP,
     MAX_NAME_LENGTH,
@@ -223,5 +223,5 @@ def _validated(model: type[AnyFilter], fields: dict[str, Any], name: Namer) -> A
         location = [str(part) for part in first["loc"]]
         field = _FIELD_OF.get(location[0], location[0]) if location else "filter"
         value = first.get("input")
-        shown = f" (got {value!r})" if isinstance(value, int | float | str) else ""
+        shown = f" {got(value)}" if isinstance(value, int | float | str) else ""
         raise InvalidSpec(name(field), first["msg"].removeprefix("Value error, ") + shown) from None

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from xorjobs.errors import got
 from xorjobs.spec import LrSample, Sampling, SeedRange, SeedSample, as_float32
 
 SIGNIFICANT_DIGITS = 6
@@ -187,7 +188,7 @@ def _validated(model: type[Any], value: object, field: str) -> Any:
         if separator and " " not in head:  # the model's own validator named the key (``high: ...``)
             location, message = f"{location}.{head}", rest
         elif message.startswith("Input should") and first["loc"]:
-            message = f"{message} (got {first['input']!r})"
+            message = f"{message} {got(first['input'])}"
         raise ValueError(f"{location}: {message}") from None
 
 

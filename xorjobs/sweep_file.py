@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from yaml.composer import ComposerError
 
-from xorjobs.errors import InvalidSpec
+from xorjobs.errors import InvalidSpec, got
 from xorjobs.sampling import has_sample
 from xorjobs.spec import SweepSpec, validate_spec
 
@@ -203,7 +203,7 @@ def spec_from_document(
         message = _unknown_key_message(root) if root not in SweepSpec.model_fields else error.message
         if root in SweepSpec.model_fields and message.startswith("Input should") and "(got " not in message:
             found, value = _value_at(fields, error.field)
-            message = f"{message} (got {value!r})" if found else message
+            message = f"{message} {got(value)}" if found else message
         line = doc.lines.get(error.field) or doc.lines.get(root)
         where = f"{doc.source} line {line}" if line else doc.source
         raise InvalidSpec(f"{error.field} ({where})" if where else error.field, message) from None

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from xorjobs.defaults import DEFAULT_STEPS
-from xorjobs.errors import InvalidSpec
+from xorjobs.errors import InvalidSpec, got
 from xorjobs.spec import SweepSpec, validate_spec
 from xorjobs.spec_tokens import parse_integer, parse_lr_flag, parse_seed_flag, parse_stop_below, split_tokens
 
@@ -95,8 +95,9 @@ SamplerSeed = Annotated[
         help="Seed of the draw of sampled --lr/--seed (same seed, same jobs) \\[default: generated, stored]",
     ),
 ]
+# A list, so that a second -f is seen (click keeps the last of a plain option) and refused in build_spec.
 SweepFile = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         "--file",
         "-f",
@@ -119,7 +120,7 @@ def build_spec(
     stop_below: str | None = None,
     stop_when_solved: bool = False,
     sampler_seed: str | None = None,
-    sweep_file: str | None = None,
+    sweep_file: list[str] | None = None,
     given: Collection[str] | None = None,
 ) -> SweepSpec:
     """Parse the flags into the one job contract; errors name the flag, e.g. ``--lr: ...``.
@@ -145,8 +146,11 @@ def build_spec(
         fields["stop_below"] = parse_stop_below(stop_below)
     if stop_when_solved:
         fields["stop_when_solved"] = True
-    if sweep_file is not None:
-        return _spec_from_file(sweep_file, fields, given)
+    if sweep_file:
+        if len(sweep_file) > 1:  # it silently used the last one (click's rule for a repeated option)
+            shown = ", ".join(sweep_file)
+            raise InvalidSpec("--file", f"given {len(sweep_file)} times ({shown}); give one sweep file")
+        return _spec_from_file(sweep_file[0], fields, given)
     try:
         return validate_spec(fields)
     except InvalidSpec as error:
@@ -207,7 +211,7 @@ def _with_value(error: InvalidSpec, fields: dict[str, Any]) -> str:
     if index.isdigit() and isinstance(value, list) and int(index) < len(value):
         if repr(value[int(index)]) in error.message:
             return error.message
-        return f"{error.message} (got {value[int(index)]!r})"
+        return f"{error.message} {got(value[int(index)])}"
     if field in fields and not isinstance(value, list) and error.message.startswith("Input"):
-        return f"{error.message} (got {value!r})"
+        return f"{error.message} {got(value)}"
     return error.message

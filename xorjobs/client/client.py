@@ -21,7 +21,7 @@ from xorjobs.analysis import DEFAULT_THRESHOLD
 from xorjobs.client.http import HttpBackend
 from xorjobs.client.protocol import Backend, Json
 from xorjobs.client.records import Job, Summary, SweepInfo, SweepStatus, VerifyReport
-from xorjobs.errors import InvalidSpec
+from xorjobs.errors import InvalidSpec, got
 from xorjobs.filters import DEFAULT_ORDER, JobFilter, JobOrder, SweepFilter, seed_ranges
 from xorjobs.settings import Settings, get_settings
 from xorjobs.spec import SweepSpec, validate_spec
@@ -305,7 +305,7 @@ def _checked(model: type[_Model], fields: dict[str, Any]) -> _Model:
         if location[0] == "seed_ranges":  # the keyword is seeds; its ranges' inner indexes mean nothing here
             location = ["seeds"]
         value = first.get("input")
-        shown = f" (got {value!r})" if isinstance(value, int | float | str) else ""
+        shown = f" {got(value)}" if isinstance(value, int | float | str) else ""
         raise InvalidSpec(".".join(location), first["msg"].removeprefix("Value error, ") + shown) from None
 
 

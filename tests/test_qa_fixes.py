@@ -1,0 +1,31 @@
+"""Small breaks a new-user trial found (qa findings F4, F5, F7, F8), each checked as the user met it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_main
+from xorjobs.errors import GOT_MAX_CHARS, got
+
+MP = pytest.MonkeyPatch
+Capsys = pytest.CaptureFixture[str]
+
+
+def test_a_second_file_is_refused_naming_the_flag(tmp_path: Path, monkeypatch: MP, capsys: Capsys) -> None:
+    (tmp_path / "a.yaml").write_text("steps: 10\n")
+    (tmp_path / "b.yaml").write_text("steps: 20\n")
+    for command in ("submit", "run"):
+        code, out, err = run_main([command, "-f", "a.yaml", "--file", "b.yaml"], monkeypatch, capsys)
+        assert (code, out) == (2, ""), err  # it submitted b.yaml only, exit 0
+        assert err.strip() == "error: --file: given 2 times (a.yaml, b.yaml); give one sweep file"
+
+
+def test_a_long_offending_value_is_cut(tmp_path: Path, monkeypatch: MP, capsys: Capsys) -> None:
+    assert got("x") == "(got 'x')"
+    assert len(got("y" * 1000)) == len("(got )") + GOT_MAX_CHARS and got("y" * 1000).endswith("…)")
+    (tmp_path / "long.yaml").write_text('name: ["' + "x" * 300 + '", 1]\n')
+    code, _, err = run_main(["submit", "-f", "long.yaml"], monkeypatch, capsys)
+    assert code == 2 and err.startswith("error: name (long.yaml line 1): Input should be a valid string")
+    assert err.strip().endswith("…)") and len(err.strip()) < 200, err  # the whole 300-char list before
