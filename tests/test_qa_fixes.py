@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_main
+from tests.helpers import run_main, write_known_sweep
 from xorjobs.errors import GOT_MAX_CHARS, got
 
 MP = pytest.MonkeyPatch
@@ -29,3 +29,22 @@ def test_a_long_offending_value_is_cut(tmp_path: Path, monkeypatch: MP, capsys: 
     code, _, err = run_main(["submit", "-f", "long.yaml"], monkeypatch, capsys)
     assert code == 2 and err.startswith("error: name (long.yaml line 1): Input should be a valid string")
     assert err.strip().endswith("…)") and len(err.strip()) < 200, err  # the whole 300-char list before
+
+
+def test_a_bad_summary_or_plot_query_is_a_422_of_the_usual_shape(sqlite_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from xorjobs.api.main import create_app
+    from xorjobs.settings import Settings
+    from xorjobs.store.schema import upgrade
+
+    upgrade(sqlite_url)
+    sweep_id = write_known_sweep(sqlite_url)
+    with TestClient(create_app(Settings(database_url=sqlite_url))) as client:
+        for path in ("summary?by=bogus", "summary?threshold=-1", "plot.png?by=bogus"):
+            answer = client.get(f"/sweeps/{sweep_id}/{path}")
+            body = answer.json()
+            assert answer.status_code == 422, body
+            field = "query.threshold" if "threshold" in path else "query.by"
+            assert body["detail"].startswith(f"{field}: "), body  # it was a bare 'by: ...', no errors list
+            assert [error["field"] for error in body["errors"]] == [field]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from xorjobs.analysis import DEFAULT_THRESHOLD, GROUP_FIELDS, check_threshold, parse_by
@@ -40,7 +41,7 @@ from xorjobs.api.schemas import (
     text_response,
 )
 from xorjobs.defaults import SWEEP_ID_PREFIX
-from xorjobs.errors import NotFound, SweepActive
+from xorjobs.errors import InvalidSpec, NotFound, SweepActive
 from xorjobs.export_formats import MEDIA_TYPES, ExportFormat
 from xorjobs.filters import (
     SORT_KEYS,
@@ -217,6 +218,14 @@ def retry_sweep(sweep_id: str, service: ServiceDep, failed_only: Annotated[bool,
 # --- what a sweep found ----------------------------------------------------------------------------
 
 
+def query_error(error: InvalidSpec) -> RequestValidationError:
+    """A query value the analysis refused (``by``, ``threshold``), as a 422 of the shape of every other one:
+    ``query.by: ...`` and an ``errors`` list (it was a bare ``by: ...``)."""
+    return RequestValidationError(
+        [{"loc": ("query", error.field), "msg": error.message, "type": "value_error", "input": None}]
+    )
+
+
 @router.get(
     "/{sweep_id}/summary",
     summary="Per group: counts, solve rate with a 95% Wilson interval, final costs, steps to converge",
@@ -233,7 +242,10 @@ def sweep_summary(
     by: By = None,
     threshold: Threshold = DEFAULT_THRESHOLD,
 ) -> Response:
-    groups, limit = parse_by(by), check_threshold(threshold)
+    try:
+        groups, limit = parse_by(by), check_threshold(threshold)
+    except InvalidSpec as error:
+        raise query_error(error) from None
 
     def build() -> Response:
         summary = reply(Summary, service.summary(sweep_id, groups, limit, filters))
@@ -289,7 +301,10 @@ def sweep_plot(
     threshold: Threshold | None = None,
     cache_buster: CacheBuster = None,
 ) -> Response:
-    groups = parse_by(by) if by else []
+    try:
+        groups = parse_by(by) if by else []
+    except InvalidSpec as error:
+        raise query_error(error) from None
 
     def build() -> Response:
         png = service.sweep_plot(sweep_id, groups, threshold)
