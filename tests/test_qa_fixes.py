@@ -48,3 +48,34 @@ def test_a_bad_summary_or_plot_query_is_a_422_of_the_usual_shape(sqlite_url: str
             field = "query.threshold" if "threshold" in path else "query.by"
             assert body["detail"].startswith(f"{field}: "), body  # it was a bare 'by: ...', no errors list
             assert [error["field"] for error in body["errors"]] == [field]
+
+
+def test_a_colon_lr_names_the_sampled_forms(monkeypatch: MP, capsys: Capsys) -> None:
+    for token in ("normal:0.1:1:3", "LogUniform:1e-3:1:3"):
+        code, _, err = run_main(["submit", "--lr", token], monkeypatch, capsys)
+        assert code == 2 and err.strip() == (
+            f"error: --lr: {token!r} is neither a rate nor a sampled form: write loguniform:LOW:HIGH:COUNT "
+            "or uniform:LOW:HIGH:COUNT (lower case)"
+        )  # it said "is not a decimal number (like 0.5 or 1e-3)"
+
+
+def test_a_sweep_id_where_a_job_id_goes_says_so(sqlite_url: str, monkeypatch: MP, capsys: Capsys) -> None:
+    from xorjobs.store.schema import upgrade
+
+    upgrade(sqlite_url)
+    monkeypatch.setenv("XORJOBS_DATABASE_URL", sqlite_url)
+    for command in ("show", "costs", "verify"):
+        code, _, err = run_main([command, "sw-0123456789ab"], monkeypatch, capsys)
+        assert (code, err.strip()) == (
+            3,
+            "error: no job sw-0123456789ab (this takes a job id, which starts with job-)",
+        )
+
+
+def test_a_client_url_that_is_no_http_url_is_invalid_spec() -> None:
+    from xorjobs.client import Client
+    from xorjobs.errors import InvalidSpec
+
+    for url in ("notaurl", "ftp://x/", "http://"):
+        with pytest.raises(InvalidSpec, match=r"^url: .* use http://HOST:PORT"):  # it was Unreachable
+            Client(url)

@@ -41,6 +41,16 @@ class NotFound(XorjobsError):
     http_status = 404
 
 
+def no_job(job_id: str) -> NotFound:
+    """``no job ID``, with a hint when the id is a sweep's (``verify``/``show``/``costs`` take a job id),
+    as ``retry`` hints the other way round."""
+    from xorjobs.defaults import JOB_ID_PREFIX, SWEEP_ID_PREFIX
+
+    if job_id.startswith(SWEEP_ID_PREFIX):
+        return NotFound(f"no job {job_id} (this takes a job id, which starts with {JOB_ID_PREFIX})")
+    return NotFound(f"no job {job_id}")
+
+
 class Unreachable(XorjobsError):
     """The API, the broker or the store cannot be reached."""
 

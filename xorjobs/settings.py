@@ -35,6 +35,21 @@ NOT_SETTINGS = frozenset({"XORJOBS_FAULT"})
 """The fault seam's fault (``worker/faults.py``), read only under ``XORJOBS_TEST_FAULTS=1``."""
 
 
+def check_api_url(url: str, forms: str = "use http://HOST:PORT or https://…") -> None:
+    """ValueError unless ``url`` is an http(s) URL with a host (XORJOBS_API_URL's rule, and Client(url)'s);
+    the message names the scheme only (the URL may hold a password), then ``forms``."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise ValueError(f"cannot be parsed as a URL; {forms}") from None
+    if parts.scheme not in API_SCHEMES:
+        what = f"the scheme {parts.scheme + '://'!r}" if parts.scheme else "a URL without a scheme"
+        raise ValueError(f"{what} is not an API URL; {forms}")
+    if not parts.hostname or url != url.strip():
+        raise ValueError(f"names no host (or has spaces around it); {forms}")
+
+
 class Settings(BaseSettings):
     """Every knob of xorjobs. The README's configuration table lists these same names."""
 
@@ -152,17 +167,7 @@ class Settings(BaseSettings):
         outage's code for a typo. The message names the scheme only (the URL may hold a password)."""
         if not url:
             return url
-        forms = "use http://HOST:PORT or https://…, or unset it to use the store here"
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
-        except ValueError:
-            raise ValueError(f"cannot be parsed as a URL; {forms}") from None
-        if parts.scheme not in API_SCHEMES:
-            what = f"the scheme {parts.scheme + '://'!r}" if parts.scheme else "a URL without a scheme"
-            raise ValueError(f"{what} is not an API URL; {forms}")
-        if not parts.hostname or url != url.strip():
-            raise ValueError(f"names no host (or has spaces around it); {forms}")
+        check_api_url(url, "use http://HOST:PORT or https://…, or unset it to use the store here")
         return url
 
     @field_validator("heartbeat_seconds")

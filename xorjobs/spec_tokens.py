@@ -104,6 +104,13 @@ def parse_lr_flag(values: list[str]) -> list[float] | dict[str, Any]:
     tokens = split_tokens(values, "lr")
     sampled = [token for token in tokens if _LR_SAMPLE.fullmatch(token)]
     if not sampled:
+        for token in tokens:
+            if ":" in token:  # meant as a sampled form ("normal:...", "LogUniform:..."): name the real ones
+                raise InvalidSpec(
+                    "lr",
+                    f"{token!r} is neither a rate nor a sampled form: write loguniform:LOW:HIGH:COUNT or "
+                    "uniform:LOW:HIGH:COUNT (lower case)",
+                )
         return parse_lrs(values)
     if len(tokens) > 1:
         raise InvalidSpec("lr", f"{sampled[0]!r} is a sampled --lr: give it alone, without other rates")

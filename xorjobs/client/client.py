@@ -23,7 +23,7 @@ from xorjobs.client.protocol import Backend, Json
 from xorjobs.client.records import Job, Summary, SweepInfo, SweepStatus, VerifyReport
 from xorjobs.errors import InvalidSpec, got
 from xorjobs.filters import DEFAULT_ORDER, JobFilter, JobOrder, SweepFilter, seed_ranges
-from xorjobs.settings import Settings, get_settings
+from xorjobs.settings import Settings, check_api_url, get_settings
 from xorjobs.spec import SweepSpec, validate_spec
 
 if TYPE_CHECKING:
@@ -90,6 +90,10 @@ class Client:
         if backend is not None:
             self.backend = backend
         elif url is not None:
+            try:  # a typo is bad input (exit 2's InvalidSpec), not an unreachable API
+                check_api_url(url)
+            except ValueError as error:
+                raise InvalidSpec("url", str(error)) from None
             self.backend = HttpBackend(url, token)
         else:
             try:
@@ -145,7 +149,8 @@ class Client:
         return handle
 
     def sweep(self, sweep_id: str | None = None) -> SweepHandle:
-        """The handle of a sweep already submitted (no id: the latest sweep)."""
+        """The handle of a sweep already submitted (no id: the latest sweep). An id is not checked here: an
+        unknown one raises NotFound on the handle's first use (``.status()``, ``.results()``, ...)."""
         if sweep_id is None:
             sweep_id = str(self.backend.status(None)["sweep_id"])
         return SweepHandle(self, sweep_id)

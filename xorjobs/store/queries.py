@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, exists, func, literal, or_, select
 
 from xorjobs.defaults import IDS_PER_STATEMENT
-from xorjobs.errors import NotFound
+from xorjobs.errors import NotFound, no_job
 from xorjobs.filters import DEFAULT_ORDER, NO_JOB_FILTER, NO_SWEEP_FILTER, JobFilter, JobOrder, SweepFilter
 from xorjobs.store.engine import read_session
 from xorjobs.store.floats import FloatKind, decode_float
@@ -247,14 +247,14 @@ def job_detail(url: str, job_id: str) -> JobRecord:
     with read_session(url) as session:
         job = session.get(Job, job_id)
         if job is None:
-            raise NotFound(f"no job {job_id}")
+            raise no_job(job_id)
         return job_record(job)
 
 
 def job_costs(url: str, job_id: str) -> list[list[Any]]:
     with read_session(url) as session:
         if session.get(Job, job_id) is None:
-            raise NotFound(f"no job {job_id}")
+            raise no_job(job_id)
         rows = session.execute(
             select(Cost.step, Cost.value, Cost.kind).where(Cost.job_id == job_id).order_by(Cost.step)
         ).all()

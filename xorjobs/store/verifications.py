@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from xorjobs.errors import NotFound
+from xorjobs.errors import no_job
 from xorjobs.store.clock import utcnow
 from xorjobs.store.engine import read_session, write_session
 from xorjobs.store.floats import json_safe
@@ -40,7 +40,7 @@ def request(url: str, job_id: str, device: str | None) -> str:
     verification_id = VERIFICATION_ID_PREFIX + secrets.token_hex(8)
     with write_session(url) as session:
         if session.get(Job, job_id) is None:
-            raise NotFound(f"no job {job_id}")
+            raise no_job(job_id)
         session.add(Verification(id=verification_id, job_id=job_id, device=device, requested_at=utcnow()))
     return verification_id
 
