@@ -333,3 +333,19 @@ def test_a_name_that_reads_as_a_number_prints_back_quoted(name: str) -> None:
     YAML 1.2 numbers read back as 1000.0: `submit -f <(xorjobs spec ID)` failed with exit 2."""
     document = {"name": name, "lrs": [1e-05, 0.001, 1000.0], "seeds": [10]}
     assert parse_sweep_text(dump_document(document)).fields == document
+
+
+def test_flags_beside_the_file_turn_its_stopping_rule_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No flag value meant "off": a stopping sweep's file could not be run without its rule. Found by qa2.
+    (tmp_path / "sweep.yaml").write_text(
+        "variants: [nn]\nsteps: 30\nstop_below: 0.05\nstop_when_solved: true\n"
+    )
+    rules = []
+    for flags in ([], ["--no-stop-when-solved"], ["--stop-below", "off"]):
+        result = invoke_main(["submit", "-f", "sweep.yaml", *flags, "--json"], tmp_path, monkeypatch, capsys)
+        assert result.returncode == 0, result.stderr
+        job = json.loads(result.stdout)["jobs"][0]
+        rules.append((job["stop_below"], job["stop_when_solved"]))
+    assert rules == [(0.05, True), (0.05, False), (None, True)]

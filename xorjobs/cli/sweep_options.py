@@ -77,14 +77,17 @@ StopBelow = Annotated[
     typer.Option(
         "--stop-below",
         metavar="COST",
-        help="Stop a job at the first logged step whose cost is below COST (> 0) \\[default: off]",
+        help="Stop a job at the first logged step whose cost is below COST (> 0; off: no threshold, e.g. to "
+        "replace a sweep file's) \\[default: off]",
     ),
 ]
 StopWhenSolved = Annotated[
     bool,
     typer.Option(
-        "--stop-when-solved",
-        help="Stop a job at the first logged step whose hypothesis labels all four XOR inputs right",
+        "--stop-when-solved/--no-stop-when-solved",
+        help="Stop a job at the first logged step whose hypothesis labels all four XOR inputs right "
+        "(--no-stop-when-solved: not, e.g. to replace a sweep file's)",
+        show_default=False,
     ),
 ]
 SamplerSeed = Annotated[
@@ -142,10 +145,9 @@ def build_spec(
         )
     if name is not None:
         fields["name"] = name
-    if stop_below is not None:
-        fields["stop_below"] = parse_stop_below(stop_below)
-    if stop_when_solved:
-        fields["stop_when_solved"] = True
+    if stop_below is not None:  # "off": none, so that it can replace a sweep file's stop_below
+        fields["stop_below"] = None if stop_below.strip() == "off" else parse_stop_below(stop_below)
+    fields["stop_when_solved"] = stop_when_solved
     if sweep_file:
         if len(sweep_file) > 1:  # it silently used the last one (click's rule for a repeated option)
             shown = ", ".join(sweep_file)
@@ -171,7 +173,7 @@ def _spec_from_file(path: str, fields: dict[str, Any], given: Collection[str] | 
         raise
 
 
-_FLAG_DEFAULTS: dict[str, Any] = {"device": "cpu", "steps": DEFAULT_STEPS}
+_FLAG_DEFAULTS: dict[str, Any] = {"device": "cpu", "steps": DEFAULT_STEPS, "stop_when_solved": False}
 
 
 def _parameter(field: str) -> str:
