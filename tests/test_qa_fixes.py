@@ -79,3 +79,20 @@ def test_a_client_url_that_is_no_http_url_is_invalid_spec() -> None:
     for url in ("notaurl", "ftp://x/", "http://"):
         with pytest.raises(InvalidSpec, match=r"^url: .* use http://HOST:PORT"):  # it was Unreachable
             Client(url)
+
+
+def test_the_page_of_an_unknown_job_is_a_404_that_says_so(sqlite_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from xorjobs.api.main import create_app
+    from xorjobs.settings import Settings
+    from xorjobs.store.schema import upgrade
+
+    upgrade(sqlite_url)
+    sweep_id = write_known_sweep(sqlite_url)
+    with TestClient(create_app(Settings(database_url=sqlite_url))) as client:
+        job_id = client.get(f"/sweeps/{sweep_id}").json()["jobs"][0]["id"]
+        assert client.get(f"/ui/jobs/{job_id}").status_code == 200
+        missing = client.get("/ui/jobs/job-0000000000000000")
+        assert missing.status_code == 404  # a 200 with an empty record table
+        assert "no job job-0000000000000000" in missing.text and 'id="record"' not in missing.text

@@ -23,8 +23,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from xorjobs.analysis import DEFAULT_THRESHOLD
-from xorjobs.api.deps import SESSION_COOKIE, is_authenticated, session_value
+from xorjobs.api.deps import SESSION_COOKIE, ServiceDep, is_authenticated, session_value
 from xorjobs.defaults import JOB_STATES, SWEEP_ID_PREFIX, TERMINAL_STATES
+from xorjobs.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
 
@@ -150,9 +151,16 @@ def dashboard(request: Request) -> Response:
 
 
 @router.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(job_id: str, request: Request) -> Response:
+def job_page(job_id: str, request: Request, service: ServiceDep) -> Response:
     if not is_authenticated(request):
         return login_redirect(request)
+    try:
+        service.job(job_id)  # an unknown id was a 200 with an empty record table
+    except NotFound as error:
+        missing = (
+            f'<p><a href="/" id="back">← all sweeps</a></p>\n<p class="error">{html.escape(str(error))}</p>'
+        )
+        return _html(_page(request, f"xorjobs: no job {job_id}", missing, "missing"), status_code=404)
     body = f"""
 <p><a href="/" id="back">← all sweeps</a></p>
 <h1>Job <span id="job-id">{html.escape(job_id)}</span></h1>
