@@ -18,7 +18,8 @@ The definitions, per group of jobs:
 - a job's *steps to converge* is the first logged step at which its cost is below ``threshold``;
   ``converged`` counts the succeeded jobs that got there and ``steps_to_converge_median`` is the median
   over those;
-- early stopping (``models.stopping``): ``stopped`` counts the succeeded jobs that stopped early,
+- early stopping (``models.stopping``): ``stopped`` counts the succeeded jobs whose rule held at a logged step
+  (one whose rule first held at its last step counts too: it solved there, though it saved no step),
   ``stopped_at_median`` is the median of the logged steps where their rule held (their steps to solve,
   by the sweep's own rule), and ``steps_trained_median`` the median steps the succeeded jobs trained
   (``steps``, or ``stopped_at_step + 1`` for a stopped one): the compute the group used.
