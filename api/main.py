@@ -108,8 +108,13 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     """422 whose detail names each bad field (``body.lrs.0``), with inputs made JSON-safe (NaN, bytes)."""
     assert isinstance(error, RequestValidationError)
     details = []
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     for item in error.errors():
         field, message = _located(tuple(str(part) for part in item["loc"]), item["msg"])
+        if item["type"] == "json_invalid":  # its loc's number is a character offset, not a list index
+            field, message = "body", f"not valid JSON ({message}, at character {item['loc'][-1]})"
+        elif field == "body" and content_type and not content_type.endswith("json"):
+            message = f"{message}: the body must be JSON (Content-Type: application/json), not {content_type}"
         details.append({"field": field, "message": message, "type": item["type"]})
     summary = "; ".join(f"{item['field']}: {item['message']}" for item in details)
     return SafeJSONResponse({"detail": summary, "errors": details}, status_code=422)

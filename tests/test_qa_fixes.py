@@ -96,3 +96,22 @@ def test_the_page_of_an_unknown_job_is_a_404_that_says_so(sqlite_url: str) -> No
         missing = client.get("/ui/jobs/job-0000000000000000")
         assert missing.status_code == 404  # a 200 with an empty record table
         assert "no job job-0000000000000000" in missing.text and 'id="record"' not in missing.text
+
+
+def test_a_body_that_is_no_json_says_so(sqlite_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from xorjobs.api.main import create_app
+    from xorjobs.settings import Settings
+    from xorjobs.store.schema import upgrade
+
+    upgrade(sqlite_url)
+    with TestClient(create_app(Settings(database_url=sqlite_url))) as client:
+        broken = client.post("/sweeps", content=b"{bad", headers={"content-type": "application/json"})
+        assert broken.status_code == 422 and broken.json()["detail"].startswith(
+            "body: not valid JSON"
+        )  # body.1
+        yaml = client.post("/sweeps", content=b"steps: 10\n", headers={"content-type": "text/yaml"})
+        assert yaml.status_code == 422 and yaml.json()["detail"].endswith(
+            "the body must be JSON (Content-Type: application/json), not text/yaml"
+        )
