@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.ci import unavailable
 from xorjobs.cli.sweep_options import build_spec
 from xorjobs.errors import InvalidSpec
 from xorjobs.models import native_engine, pack_loop
@@ -129,7 +130,7 @@ def test_native_lanes_move_from_big_to_small_blocks_as_jobs_stop(monkeypatch: py
     32-lane blocks where those waste fewer padding lanes: every job equals the exact engine's, stops
     included."""
     if not NATIVE.self_check("nn", "cpu", 100):
-        pytest.skip("no native engine here")
+        unavailable("the native engine (its self-check refused this machine)")
     blocks: list[int] = []
     original_pack = native_engine._NativeRun._pack
 
