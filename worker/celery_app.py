@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_shutdown
@@ -30,6 +32,21 @@ def preload_torch() -> None:
     so forking afterwards stays safe (pytorch#40403 is about *initialised* CUDA).
     """
     import torch  # noqa: F401
+
+
+def preload_torch_deferring_ctrl_c() -> None:
+    """``preload_torch`` for ``xorjobs worker``, before Celery starts: a Ctrl-C meanwhile only sets a flag,
+    and is raised as KeyboardInterrupt once torch is in. Raised inside the import, it could land in a
+    garbage collector's callback, be printed and dropped, and leave numpy half-imported: the worker went on
+    to "ready", deaf to that Ctrl-C, and its pool child failed ("cannot load module more than once")."""
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        preload_torch()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 _recovery: list[tuple[RecoverySupervisor, Settings]] = []

@@ -73,6 +73,7 @@ def worker(
     # Workers never migrate (several start at once, on many machines): `xorjobs db upgrade` does, first.
     check_servable(settings.resolved_database_url)
     from xorjobs.worker.celery_app import app as celery_app
+    from xorjobs.worker.celery_app import preload_torch_deferring_ctrl_c
 
     if settings.embedded_queue:
         from xorjobs.worker.embedded import resync_embedded_queue
@@ -81,6 +82,7 @@ def worker(
         render.stderr.print(f"embedded queue in {settings.queue_folder} (set XORJOBS_BROKER_URL for Redis)")
     render.stderr.print(f"store: {describe(settings.resolved_database_url)}")
     try:
+        preload_torch_deferring_ctrl_c()  # the longest part of the start, so Ctrl-C there is not lost
         celery_app.worker_main(
             [
                 "worker",
