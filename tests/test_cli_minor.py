@@ -328,6 +328,21 @@ def test_every_commands_help_names_its_values_and_arguments_as_click_does(
     assert re.search(r"--threshold\s+COST", out) and re.search(r"--by\s+FIELDS", out), out
 
 
+def test_every_commands_help_text_is_reflowed_to_the_terminal(monkeypatch: MP, capsys: Capsys) -> None:
+    """A command's description wraps at the terminal's width, not where its docstring's source lines end:
+    typer 0.29 kept those line breaks, so `verify --help` at 100 columns had "differing" alone on a line.
+    Every line of a paragraph but its last is filled to near the width."""
+    monkeypatch.setenv("COLUMNS", "100")
+    for command in _every_command():
+        code, out, _ = run_main([*command, "--help"], monkeypatch, capsys)
+        description = out.split("Usage:", 1)[1].split("╭", 1)[0].splitlines()[1:]
+        paragraphs = "\n".join(line.strip() for line in description).strip().split("\n\n")
+        for paragraph in paragraphs:
+            lines = paragraph.splitlines()
+            short = [line for line in lines[:-1] if len(line) < 70]
+            assert code == 0 and not short, (command, short, out)
+
+
 @pytest.mark.parametrize(
     ("args", "line"),
     [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from typer import core
+from typer import core, rich_utils
 
 # typer 0.29 ships its own copy of click: its usage errors are these classes, not click's.
 from typer._click.exceptions import BadOptionUsage, BadParameter, MissingParameter, NoSuchOption, UsageError
@@ -67,7 +67,19 @@ def _argument_usage(argument: Any) -> str:
     return (name if argument.required else f"[{name}]") + ("..." if argument.nargs != 1 else "")
 
 
+def _reflowed_paragraphs(paragraphs: list[str], markup_mode: Any) -> str:
+    """A docstring's later paragraphs as click prints them: each one reflowed to the terminal, its source
+    line breaks dropped (typer 0.29 kept them, so a word wrapped at 80 columns in the source stood alone on
+    a line of ``--help``). A paragraph starting with click's ``\\b`` keeps its lines, as in click."""
+    return "\n\n".join(
+        paragraph if paragraph.startswith("\b") else " ".join(paragraph.split("\n"))
+        for paragraph in paragraphs
+    )
+
+
 def use_click_style_types() -> None:
+    if hasattr(rich_utils, "_fix_linebreaks"):
+        rich_utils._fix_linebreaks = _reflowed_paragraphs
     if hasattr(core.TyperOption, "display_type_rich"):
         core.TyperOption.display_type_rich = _click_style_type  # type: ignore[method-assign,assignment]
     argument = core.TyperArgument
