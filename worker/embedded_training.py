@@ -10,6 +10,7 @@ the store's check (importing the worker's app makes the embedded queue's folders
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -159,9 +160,24 @@ def _stop_training(settings: Settings, worker: threading.Thread) -> int:
                 handed_back.add(job_id)
 
     worker_state.should_terminate = 0  # type: ignore[assignment]  # celery types it as None only
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while worker.is_alive() and time.monotonic() < deadline:
+    with _fencing_warnings_quiet():
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while worker.is_alive() and time.monotonic() < deadline:
+            release()
+            worker.join(timeout=0.1)
         release()
-        worker.join(timeout=0.1)
-    release()
     return len(handed_back)
+
+
+@contextmanager
+def _fencing_warnings_quiet() -> Iterator[None]:
+    """While this stop hands the jobs back, the pack it fenced off says so as a worker would ("N were
+    fenced off", "attempt 1 stopped: ... no longer owns the job(s)"): here that is the stop itself, which
+    the caller reports in one line, so the worker's warnings are held back; errors still show."""
+    worker_log = logging.getLogger("xorjobs.worker")
+    level = worker_log.level
+    worker_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        worker_log.setLevel(level)
