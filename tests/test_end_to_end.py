@@ -151,7 +151,9 @@ def time_limited_stack(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str
         XORJOBS_API_TOKEN=TOKEN,
         XORJOBS_PROGRESS_SECONDS="0.5",
     )
-    worker_env = {**env, "XORJOBS_JOB_TIME_LIMIT_SECONDS": str(TIME_LIMIT_SECONDS)}
+    # Solo (pack size 1): the native engine trains the endless job's 1,000,000 steps in about a second,
+    # inside the time limit; solo they take about a minute.
+    worker_env = {**env, "XORJOBS_JOB_TIME_LIMIT_SECONDS": str(TIME_LIMIT_SECONDS), "XORJOBS_PACK_SIZE": "1"}
     processes: list[ServiceProcess] = []
     try:
         processes.append(start_worker(worker_env, tmp_path, concurrency=1))

@@ -27,8 +27,10 @@ from tests.services import wait_until
 from xorjobs.models.native_engine import NativeEngine
 from xorjobs.store import queries
 
-STEPS = 60_000  # a pack of wide_deep jobs trains a few seconds natively here: long enough to interrupt
-LOG_EVERY = 1000
+STEPS = 400_000
+"""A pack of 12 wide_deep jobs trains ~3.5 s natively here (60,000 steps took 0.5 s once the kernel got
+32-lane blocks: the pack could finish between its first progress write and the test's SIGSTOP)."""
+LOG_EVERY = 8000
 NATIVE = NativeEngine()
 
 
