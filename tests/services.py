@@ -7,12 +7,12 @@ so CI can never pass by silently skipping what it was meant to test.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 # The processes themselves live in xorjobs.testing (bench/ and scripts/ start them too); tests import
 # them from here, beside the Redis and Postgres helpers.
+from xorjobs.testing.databases import fresh_postgres_database as postgres_database_on
 from xorjobs.testing.processes import (
     XORJOBS,
     ServiceProcess,
@@ -78,22 +78,5 @@ def postgres_available(url: str = POSTGRES_SERVER_URL) -> bool:
 @contextmanager
 def fresh_postgres_database() -> Iterator[str]:
     """A database of its own on the test server, dropped afterwards; yields its SQLAlchemy URL."""
-    import sqlalchemy
-    from sqlalchemy.engine import make_url
-
-    name = f"xorjobs_test_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(POSTGRES_SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        from xorjobs.store import engine as store_engine
-
-        for key, engine in list(store_engine._engines.items()):
-            if name in key[1]:
-                engine.dispose()
-                del store_engine._engines[key]
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with postgres_database_on(POSTGRES_SERVER_URL, "xorjobs_test") as url:
+        yield url

@@ -70,6 +70,15 @@ def get_engine(url: str) -> Engine:
     return _engines[key]
 
 
+def dispose_engines_of(database: str) -> None:
+    """Close and forget this process's engines on the database named ``database`` (before it is dropped:
+    a pooled connection would hold it open), leaving the engines on other databases alone."""
+    for key, engine in list(_engines.items()):
+        if make_url(key[1]).database == database:
+            engine.dispose()
+            del _engines[key]
+
+
 def dispose_engines(close: bool = True) -> None:
     """Drop this process's engines: before it forks children (``close``), or in a forked child, where
     ``close=False`` leaves the parent's inherited connections alone and only forgets them."""
