@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +189,27 @@ BAD_SPECS = [
 
 FIGURES_FILE = Path(__file__).resolve().parents[1] / "test-artifacts" / "fault_figures.json"
 """Figures the fault tests measure (recovery times and the like), for the README and the issue notes."""
+
+
+def run_at_once(*actions: Callable[[], object]) -> list[BaseException]:
+    """Start each action in its own thread at the same moment (a barrier) and wait for all of them; the
+    errors they raised, to assert on (the lock-order races: two store writers on the same rows)."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(actions))
+
+    def run(action: Callable[[], object]) -> None:
+        barrier.wait()
+        try:
+            action()
+        except BaseException as error:  # recorded, then asserted by the caller
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return errors
 
 
 def record_figure(name: str, value: object) -> None:

@@ -4,13 +4,10 @@ the plan's order and Postgres aborted one side of a concurrent cancel and ``rene
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-
 import pytest
 from sqlalchemy import update
 
-from tests.helpers import record_figure
+from tests.helpers import record_figure, run_at_once
 from xorjobs.spec import validate_spec
 from xorjobs.store import control
 from xorjobs.store.claims import claim_job
@@ -39,23 +36,10 @@ def test_cancel_and_pack_heartbeat_on_the_same_rows_never_deadlock(
     for _ in range(rounds):
         with write_session(postgres_url) as session:  # the pack running again, as it was before the cancel
             session.execute(update(Job).values(state=JobState.RUNNING, finished_at=None))
-        barrier = threading.Barrier(2)
-
-        def run(action: Callable[[], object], barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                action()
-            except BaseException as error:  # recorded, then asserted below
-                errors.append(error)
-
-        threads = [
-            threading.Thread(target=run, args=(lambda: control.cancel(postgres_url, sweep.sweep_id),)),
-            threading.Thread(target=run, args=(lambda: renew_pack(postgres_url, members, 60),)),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        errors += run_at_once(
+            lambda: control.cancel(postgres_url, sweep.sweep_id),
+            lambda: renew_pack(postgres_url, members, 60),
+        )
         # Whichever side waited, the cancel took every row (an aborted cancel leaves them running).
         assert control.cancel(postgres_url, sweep.sweep_id) == [] or errors
     retried = [record for record in caplog.records if "transient store error" in record.getMessage()]

@@ -18,7 +18,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from tests.ci import require
-from tests.helpers import Cluster, record_figure
+from tests.helpers import Cluster, record_figure, run_at_once
 from tests.services import ServiceProcess, start_worker, wait_until
 from xorjobs.spec import validate_spec
 from xorjobs.store.claims import Claim, claim_job
@@ -122,23 +121,9 @@ def test_publisher_and_pack_heartbeat_on_the_same_rows_never_deadlock(
     for _ in range(rounds):
         with write_session(postgres_url) as session:
             session.execute(update(Job).values(published_at=None))
-        barrier = threading.Barrier(2)
-
-        def run(action: Callable[[], object], barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                action()
-            except BaseException as error:  # recorded, then asserted below
-                errors.append(error)
-
-        threads = [
-            threading.Thread(target=run, args=(lambda: mark_published(postgres_url, job_ids),)),
-            threading.Thread(target=run, args=(lambda: renew_pack(postgres_url, members, 60),)),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        errors += run_at_once(
+            lambda: mark_published(postgres_url, job_ids), lambda: renew_pack(postgres_url, members, 60)
+        )
     assert errors == []
     record_figure("publisher_vs_pack_heartbeat_deadlocks_in_20_rounds", len(errors))
     # Not merely retried: with one lock order there is no deadlock to retry.
