@@ -6,11 +6,11 @@ import difflib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,17 +35,24 @@ NOT_SETTINGS = frozenset({"XORJOBS_FAULT"})
 """The fault seam's fault (``worker/faults.py``), read only under ``XORJOBS_TEST_FAULTS=1``."""
 
 
-def check_api_url(url: str, forms: str = "use http://HOST:PORT or https://…") -> None:
-    """ValueError unless ``url`` is an http(s) URL with a host (XORJOBS_API_URL's rule, and Client(url)'s);
-    the message names the scheme only (the URL may hold a password), then ``forms``."""
+def _url_with_scheme(url: str, schemes: Iterable[str], kind: str, forms: str) -> SplitResult:
+    """``url`` split, or a ValueError unless it parses (a port that is a number included) and its scheme is
+    one of ``schemes``; the message names the scheme only (the URL may hold a password), then ``forms``."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError:
         raise ValueError(f"cannot be parsed as a URL; {forms}") from None
-    if parts.scheme not in API_SCHEMES:
+    if parts.scheme not in schemes:
         what = f"the scheme {parts.scheme + '://'!r}" if parts.scheme else "a URL without a scheme"
-        raise ValueError(f"{what} is not an API URL; {forms}")
+        raise ValueError(f"{what} is not {kind}; {forms}")
+    return parts
+
+
+def check_api_url(url: str, forms: str = "use http://HOST:PORT or https://…") -> None:
+    """ValueError unless ``url`` is an http(s) URL with a host (XORJOBS_API_URL's rule, and Client(url)'s);
+    the message names the scheme only (the URL may hold a password), then ``forms``."""
+    parts = _url_with_scheme(url, API_SCHEMES, "an API URL", forms)
     if not parts.hostname or url != url.strip():
         raise ValueError(f"names no host (or has spaces around it); {forms}")
 
@@ -144,14 +151,7 @@ class Settings(BaseSettings):
         if not url:
             return url
         forms = "use redis://HOST:PORT/DB or rediss://…, or unset it for the embedded queue"
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
-        except ValueError:
-            raise ValueError(f"cannot be parsed as a URL; {forms}") from None
-        if parts.scheme not in BROKER_SCHEMES:
-            what = f"the scheme {parts.scheme + '://'!r}" if parts.scheme else "a URL without a scheme"
-            raise ValueError(f"{what} is not a supported broker; {forms}")
+        parts = _url_with_scheme(url, BROKER_SCHEMES, "a supported broker", forms)
         # What urlsplit forgives and kombu reads otherwise (a traceback, or a host it cannot find and
         # "the broker publishes later"): spaces around it, "redis:/host", a database that is no number.
         if url != url.strip() or not url.startswith(f"{parts.scheme}://"):
