@@ -43,8 +43,7 @@ from xorjobs.cli.sweep_options import (
     StopWhenSolved,
     SweepFile,
     Variants,
-    build_spec,
-    flags_given,
+    spec_from_command_line,
 )
 from xorjobs.cli.waiting import wait_or_leave_running
 from xorjobs.client import Backend, backend_for
@@ -127,20 +126,7 @@ def submit(
     given beside it replaces that key. --lr loguniform:LOW:HIGH:COUNT and --seed random:COUNT draw the
     values once, now, from --sampler-seed (generated and stored when not given).
     """
-    spec = build_spec(
-        variant,
-        seed,
-        lr,
-        steps,
-        log_every,
-        device,
-        name,
-        stop_below=stop_below,
-        stop_when_solved=stop_when_solved,
-        sampler_seed=sampler_seed,
-        sweep_file=sweep_file,
-        given=flags_given(ctx),
-    )
+    spec = spec_from_command_line(ctx)  # the sweep flags above, read from ctx as `run`/`submit` share them
     if key is not None:
         check_idempotency_key(key, "--key")  # one rule, embedded or over HTTP
     backend = _backend()
@@ -187,20 +173,7 @@ def run(
     """
     from xorjobs.cli.run_command import run_sweep
 
-    spec = build_spec(
-        variant,
-        seed,
-        lr,
-        steps,
-        log_every,
-        device,
-        name,
-        stop_below=stop_below,
-        stop_when_solved=stop_when_solved,
-        sampler_seed=sampler_seed,
-        sweep_file=sweep_file,
-        given=flags_given(ctx),
-    )
+    spec = spec_from_command_line(ctx)  # the sweep flags above, read from ctx as `run`/`submit` share them
     results = run_sweep(spec, get_settings())
     if as_json:
         render.print_json({"sweep_id": results["sweep_id"], "jobs": results["jobs"]})

@@ -180,6 +180,26 @@ def _parameter(field: str) -> str:
     return _SPEC_FIELD_TO_PARAMETER.get(field, field)
 
 
+def spec_from_command_line(ctx: typer.Context) -> SweepSpec:
+    """The sweep that ``submit``'s or ``run``'s flags (and ``-f``) ask for, read from the command's
+    parsed parameters (both commands name them alike), the typed flags overriding the file's keys."""
+    flags = ctx.params
+    return build_spec(
+        flags["variant"],
+        flags["seed"],
+        flags["lr"],
+        flags["steps"],
+        flags["log_every"],
+        flags["device"],
+        flags["name"],
+        stop_below=flags["stop_below"],
+        stop_when_solved=flags["stop_when_solved"],
+        sampler_seed=flags["sampler_seed"],
+        sweep_file=flags["sweep_file"],
+        given=flags_given(ctx),
+    )
+
+
 def flags_given(ctx: typer.Context) -> set[str]:
     """The parameters typed on the command line (not left at their defaults): what overrides ``-f``."""
     return {
