@@ -25,11 +25,12 @@ from xorjobs.spec import SweepSpec, validate_spec
 from xorjobs.store import control, queries
 from xorjobs.store.claims import claim_job
 from xorjobs.store.costs import record_costs
+from xorjobs.store.curve_codec import decode_curve
 from xorjobs.store.engine import read_session
 from xorjobs.store.results import Outcome, fail_job, finish_job
 from xorjobs.store.schema import ensure_schema, upgrade
 from xorjobs.store.sweeps import create_sweep
-from xorjobs.store.tables import Cost
+from xorjobs.store.tables import CostCurve
 from xorjobs.testing.seed_scripts import run_seed_script
 
 Json = dict[str, Any]
@@ -265,14 +266,17 @@ class Cluster:
     def job(self, job_id: str) -> Json:
         return queries.job_detail(self.url, job_id)
 
-    def cost_rows(self, job_id: str) -> list[tuple[int, int]]:
+    def logged_costs(self, job_id: str) -> list[tuple[int, int]]:
+        """``(step, attempt that wrote it)`` of every logged cost the store holds for the job."""
         with read_session(self.url) as session:
-            rows = session.execute(select(Cost.step, Cost.attempt).where(Cost.job_id == job_id)).all()
-            return [(step, attempt) for step, attempt in rows]
+            row = session.execute(
+                select(CostCurve.attempt, CostCurve.curve).where(CostCurve.job_id == job_id)
+            ).first()
+        return [] if row is None else [(step, row.attempt) for step, _ in decode_curve(row.curve)]
 
     def wait_for_costs(self, job_id: str, timeout: float = 120) -> Json:
         """Wait until the job is running and has written some costs: it is mid-job."""
-        wait_until(lambda: len(self.cost_rows(job_id)) >= 2, timeout, f"{job_id} to be mid-job")
+        wait_until(lambda: len(self.logged_costs(job_id)) >= 2, timeout, f"{job_id} to be mid-job")
         return self.job(job_id)
 
     def wait_finished(self, sweep_id: str, timeout: float = 240) -> Json:
@@ -300,9 +304,9 @@ class Cluster:
             assert job["state"] in ("succeeded", "failed", "cancelled"), job
             if job["state"] != "succeeded":
                 continue
-            rows = self.cost_rows(job["id"])
+            rows = self.logged_costs(job["id"])
             logged = list(range(0, job.get("steps_trained") or job["steps"], job["log_every"]))
-            assert sorted(step for step, _ in rows) == logged  # one row per logged step
+            assert [step for step, _ in rows] == logged  # each logged step once, in order
             assert {attempt for _, attempt in rows} == {job["attempt"]}  # all by the final attempt
             if job["id"] in to_compare:
                 check_job_against_the_seed_loop(job)

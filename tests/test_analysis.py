@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, insert
+from sqlalchemy import event
 
 from tests.helpers import TOKEN, run_main, write_known_sweep
 from xorjobs import analysis
@@ -30,12 +30,12 @@ from xorjobs.service import Service
 from xorjobs.settings import Settings
 from xorjobs.spec import SweepSpec
 from xorjobs.store import queries
+from xorjobs.store.costs import write_costs
 from xorjobs.store.engine import get_engine, write_session
 from xorjobs.store.export import export_text
-from xorjobs.store.floats import encode_float, json_safe
+from xorjobs.store.floats import json_safe
 from xorjobs.store.schema import ensure_schema, upgrade
 from xorjobs.store.sweeps import create_sweep
-from xorjobs.store.tables import Cost
 
 
 def group(summary: dict[str, object], **key: object) -> dict[str, object]:
@@ -347,19 +347,10 @@ def test_exporting_a_10000_job_sweep_is_one_streamed_query(database_url: str) ->
     spec = SweepSpec(variants=["nn"], seeds=list(range(10_000)), lrs=[1.0], steps=400, log_every=100)
     sweep = create_sweep(database_url, spec)
     steps = (0, 100, 200, 300)
-    rows = [
-        {
-            "job_id": job.job_id,
-            "step": step,
-            "value": encode_float(0.5 / (1 + step))[0],
-            "kind": 0,
-            "attempt": 1,
-        }
-        for job in sweep.jobs
-        for step in steps
-    ]
     with write_session(database_url) as session:
-        session.execute(insert(Cost), rows)
+        write_costs(
+            session, [(job.job_id, 1, [(step, 0.5 / (1 + step)) for step in steps]) for job in sweep.jobs]
+        )
     statements: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:

@@ -17,17 +17,18 @@ from typing import Any, get_args
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from xorjobs.analysis import GROUP_FIELDS
 from xorjobs.api import schemas
 from xorjobs.api.main import create_app
 from xorjobs.service import Service
 from xorjobs.settings import Settings
+from xorjobs.store.costs import write_costs
 from xorjobs.store.engine import write_session
 from xorjobs.store.floats import encode_float, json_safe
 from xorjobs.store.schema import upgrade
-from xorjobs.store.tables import Cost, Job, JobState
+from xorjobs.store.tables import Job, JobState
 
 TOKEN = "schema-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -55,14 +56,7 @@ def _finish(url: str, job_id: str, costs: list[tuple[int, float]], hypothesis: l
     final_value, final_kind = encode_float(costs[-1][1])
     predicted = [1.0 if value > 0.5 else 0.0 for value in hypothesis]
     with write_session(url) as session:
-        session.execute(
-            insert(Cost),
-            [
-                {"job_id": job_id, "step": step, "value": value, "kind": kind, "attempt": 1}
-                for step, cost in costs
-                for value, kind in [encode_float(cost)]
-            ],
-        )
+        write_costs(session, [(job_id, 1, costs)])
         session.execute(
             update(Job)
             .where(Job.id == job_id)

@@ -30,7 +30,7 @@ from xorjobs.store.housekeeping import delete_sweep, parse_age, prune_sweeps
 from xorjobs.store.results import Outcome, finish_job
 from xorjobs.store.schema import ensure_schema
 from xorjobs.store.sweeps import create_sweep
-from xorjobs.store.tables import Cost, Job, Sweep
+from xorjobs.store.tables import CostCurve, Job, Sweep
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -49,13 +49,11 @@ def write_finished_sweep(url: str, seeds: list[int], steps: int = 300) -> str:
 
 
 def rows_of(url: str, sweep_id: str) -> tuple[int, int, int]:
-    """(sweeps, jobs, costs) rows the store holds for this sweep."""
+    """(sweeps, jobs, logged costs) the store holds for this sweep."""
     with read_session(url) as session:
         sweeps = session.scalar(select(func.count()).select_from(Sweep).where(Sweep.id == sweep_id)) or 0
         jobs = session.scalar(select(func.count()).select_from(Job).where(Job.sweep_id == sweep_id)) or 0
-        costs = session.scalar(
-            select(func.count()).select_from(Cost).join(Job).where(Job.sweep_id == sweep_id)
-        )
+        costs = session.scalar(select(func.sum(CostCurve.points)).join(Job).where(Job.sweep_id == sweep_id))
     return sweeps, jobs, costs or 0
 
 

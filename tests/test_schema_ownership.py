@@ -116,7 +116,7 @@ def test_reads_and_an_in_process_submit_never_migrate_a_server_store(
     assert files_under(tmp_path) == []  # nor a local SQLite file instead
     upgraded = run_cli(["db", "upgrade"], tmp_path, XORJOBS_DATABASE_URL=with_password)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert {"sweeps", "jobs", "costs", "alembic_version"} <= table_names(postgres_url)
+    assert {"sweeps", "jobs", "cost_curves", "alembic_version"} <= table_names(postgres_url)
 
 
 def test_a_read_on_a_store_behind_head_names_the_upgrade_and_migrates_nothing(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from xorjobs.store.recovery import reap_expired_leases, unpublished_jobs
 from xorjobs.store.results import Outcome, fail_job, finish_job
 from xorjobs.store.schema import current_revision, ensure_schema, head_revision
 from xorjobs.store.sweeps import create_sweep, mark_published
-from xorjobs.store.tables import Cost, Job
+from xorjobs.store.tables import CostCurve, Job
 
 
 def new_sweep(url: str, **fields: object) -> list[str]:
@@ -114,7 +114,7 @@ def test_a_zombie_attempt_cannot_write_after_its_job_was_requeued(database_url: 
     finish_job(database_url, job_id, second.attempt, outcome([(0, 1.5), (100, 0.5)]))
     assert queries.job_costs(database_url, job_id) == [[0, 1.5], [100, 0.5]]
     with read_session(database_url) as session:
-        attempts = set(session.scalars(select(Cost.attempt).where(Cost.job_id == job_id)))
+        attempts = set(session.scalars(select(CostCurve.attempt).where(CostCurve.job_id == job_id)))
     assert attempts == {second.attempt}
 
 

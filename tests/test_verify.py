@@ -8,6 +8,7 @@ import math
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
@@ -16,6 +17,7 @@ import pytest
 from tests.helpers import Cluster, run_main
 from tests.services import XORJOBS, start_api
 from xorjobs.client import Client
+from xorjobs.store.curve_codec import decode_curve, encode_curve
 from xorjobs.store.workers import WorkerIdentity, register_worker
 from xorjobs.verification import compare_costs, provenance_note, verify_report
 
@@ -78,6 +80,15 @@ def _tamper(database: Path, sql: str, *parameters: object) -> None:
         assert connection.execute(sql, parameters).rowcount == 1
 
 
+def _tamper_cost(database: Path, job_id: str, step: int, change: Callable[[float], float]) -> None:
+    """Change one stored cost behind xorjobs' back, as a bad disk or a stray UPDATE would."""
+    with sqlite3.connect(database) as connection:
+        (blob,) = connection.execute("SELECT curve FROM cost_curves WHERE job_id = ?", (job_id,)).fetchone()
+        curve = [(at, change(cost) if at == step else cost) for at, cost in decode_curve(blob)]
+        assert curve != decode_curve(blob)
+    _tamper(database, "UPDATE cost_curves SET curve = ? WHERE job_id = ?", encode_curve(curve), job_id)
+
+
 def test_verify_a_stored_job_then_a_tampered_cost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -92,7 +103,7 @@ def test_verify_a_stored_job_then_a_tampered_cost(
     assert "bit-identical" in out and "max abs diff 0" in out and "first differing step" not in out
 
     database = tmp_path / "home" / "xorjobs.db"
-    _tamper(database, "UPDATE costs SET value = value * 1.0000001 WHERE job_id = ? AND step = 200", job_id)
+    _tamper_cost(database, job_id, 200, lambda cost: cost * 1.0000001)
     code, out, err = run_main(["verify", job_id, "--json"], monkeypatch, capsys)
     assert code == 1, err
     report = json.loads(out)
@@ -153,11 +164,7 @@ def test_the_api_hands_verify_to_a_worker(sqlite_cluster: Cluster, tmp_path: Pat
         assert verified.returncode == 0, verified.stderr
         assert json.loads(verified.stdout)["identical"] is True
 
-        _tamper(
-            Path(sqlite_cluster.url.removeprefix("sqlite:///")),
-            "UPDATE costs SET value = 0.25 WHERE job_id = ? AND step = 100",
-            job_id,
-        )
+        _tamper_cost(Path(sqlite_cluster.url.removeprefix("sqlite:///")), job_id, 100, lambda _: 0.25)
         tampered = client.verify(job_id)
         assert (
             not tampered.identical and tampered.first_differing_step == 100 and tampered.max_abs_cost_diff > 0
@@ -202,18 +209,17 @@ def test_a_stored_early_stopped_job_verifies_on_each_store(database_url: str) ->
     stop where it did), verified from the store; then the verify request's round trip through the
     ``verifications`` table, and a tampered cost row."""
     import torch
-    from sqlalchemy import update
 
     from xorjobs.models.stopping import rule_of
     from xorjobs.models.train import train
     from xorjobs.spec import SweepSpec
     from xorjobs.store import queries, verifications
     from xorjobs.store.claims import claim_job
+    from xorjobs.store.costs import write_costs
     from xorjobs.store.engine import write_session
     from xorjobs.store.results import finish_job
     from xorjobs.store.schema import ensure_schema
     from xorjobs.store.sweeps import create_sweep
-    from xorjobs.store.tables import Cost
     from xorjobs.worker.outcomes import outcome_of
     from xorjobs.worker.verify import verify_stored_job
 
@@ -242,6 +248,6 @@ def test_a_stored_early_stopped_job_verifies_on_each_store(database_url: str) ->
     assert verifications.pending(database_url, verification_id) is None
 
     with write_session(database_url) as session:
-        session.execute(update(Cost).where(Cost.job_id == job_id, Cost.step == 100).values(value=0.25))
+        write_costs(session, [(job_id, claim.attempt, [(100, 0.25)])])  # step 100's cost overwritten
     tampered = verify_stored_job(database_url, job_id)
     assert not tampered["identical"] and tampered["first_differing_step"] == 100

@@ -13,7 +13,7 @@ from xorjobs.store.requeue import requeue_values
 from xorjobs.store.retry import is_conflict_error, retrying
 from xorjobs.store.row_locks import lock_job_rows
 from xorjobs.store.sweeps import QueuedJob
-from xorjobs.store.tables import Cost, Job, JobState, Sweep
+from xorjobs.store.tables import CostCurve, Job, JobState, Sweep
 
 
 def cancel(url: str, sweep_or_job_id: str) -> list[str]:
@@ -95,7 +95,9 @@ def retry(url: str, sweep_id: str, failed_only: bool = False) -> list[QueuedJob]
         ).all()
         job_ids = [job_id for job_id, _ in ids]
         for start in range(0, len(job_ids), IDS_PER_STATEMENT):
-            session.execute(delete(Cost).where(Cost.job_id.in_(job_ids[start : start + IDS_PER_STATEMENT])))
+            session.execute(
+                delete(CostCurve).where(CostCurve.job_id.in_(job_ids[start : start + IDS_PER_STATEMENT]))
+            )
     return [QueuedJob(job_id, queue) for job_id, queue in [*ids, *stranded]]
 
 

@@ -1,111 +1,94 @@
-"""Cost rows: the logged (step, cost) pairs of a job, written idempotently per (job, step).
+"""Cost curves: each job's logged ``(step, cost)`` points, stored as one value per job (``curve_codec``).
 
-Written in bulk (issue 11 §2): a 10,000-job sweep stores 1.01 M rows, and SQLAlchemy's executemany of
-one dict per row spent more CPU turning rows into parameters than the database spent storing them.
-SQLite gets one ``executemany`` of plain tuples in the caller's transaction; Postgres a binary ``COPY``
-into a session-local temporary table and one ``INSERT ... SELECT ... ON CONFLICT`` from it (``COPY``
-itself cannot upsert, and a retried attempt must overwrite its own earlier rows). Both run inside the
-caller's transaction, after it has fenced the attempts it writes for, so a stale attempt still writes
-nothing; figures in ``bench/cost_writes.py``.
+Written in bulk (issue 11 §2). A 10,000-job sweep logs 1.01 M costs; as one row each they took the
+store longer to write than the native engine took to train them, so since revision 0007 a job's curve is
+one row, and a pack's write is one row per member. A write merges the new points into what the job's
+attempt stored before (per step, so a chunk sent twice changes nothing) and replaces an older attempt's
+curve. It runs inside the caller's transaction, after that has fenced the attempts it writes for, so a
+stale attempt writes nothing, and the fence's row lock keeps two writers of one job from interleaving
+their read and write. The rows go in bulk (``bulk_upsert``). Figures in ``bench/cost_writes.py`` and
+``bench/cost_queries.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy.exc as sa_exc
-from sqlalchemy import Connection
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from xorjobs.defaults import IDS_PER_STATEMENT
+from xorjobs.store.bulk_upsert import BulkUpsert, bulk_upsert
+from xorjobs.store.curve_codec import Point, decode_curve, encode_curve, merge_points
 from xorjobs.store.engine import write_session
-from xorjobs.store.floats import encode_float
 from xorjobs.store.leases import renew_in_transaction
 from xorjobs.store.retry import is_conflict_error, retrying
+from xorjobs.store.tables import CostCurve
 
-CostRow = tuple[str, int, float | None, int, int]
-"""One row of ``costs``: job_id, step, value, kind (``floats.FloatKind``), attempt."""
+CostChunk = tuple[str, int, Sequence[Point]]
+"""New costs of one job: ``(job_id, attempt, points)``, the points in step order."""
+CurveRow = tuple[str, int, int, int, bytes]
+"""One row of ``cost_curves``: job_id, attempt, points, last_step, curve."""
 
-# The statements, written out whole (constants: nothing of a caller's ever goes into SQL text).
-_SQLITE_UPSERT = (
-    "INSERT INTO costs (job_id, step, value, kind, attempt) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (job_id, step) DO UPDATE "
-    "SET value = excluded.value, kind = excluded.kind, attempt = excluded.attempt"
+CURVE_UPSERT = BulkUpsert(
+    sqlite=(
+        "INSERT INTO cost_curves (job_id, attempt, points, last_step, curve) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, points = excluded.points, "
+        "last_step = excluded.last_step, curve = excluded.curve"
+    ),
+    pg_staging=(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS xorjobs_curves_in (LIKE cost_curves) ON COMMIT DELETE ROWS"
+    ),
+    pg_copy="COPY xorjobs_curves_in (job_id, attempt, points, last_step, curve) FROM STDIN (FORMAT BINARY)",
+    pg_copy_types=("varchar", "int4", "int4", "int4", "bytea"),  # as cost_curves declares them
+    pg_upsert=(
+        "INSERT INTO cost_curves (job_id, attempt, points, last_step, curve) "
+        "SELECT job_id, attempt, points, last_step, curve FROM xorjobs_curves_in "
+        "ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, points = excluded.points, "
+        "last_step = excluded.last_step, curve = excluded.curve"
+    ),
 )
-_PG_STAGING = "CREATE TEMPORARY TABLE IF NOT EXISTS xorjobs_costs_in (LIKE costs) ON COMMIT DELETE ROWS"
-"""The Postgres staging table: temporary (this session's own) and emptied at every commit."""
-_PG_COPY = "COPY xorjobs_costs_in (job_id, step, value, kind, attempt) FROM STDIN (FORMAT BINARY)"
-_PG_COPY_TYPES = ["varchar", "int4", "float8", "int2", "int4"]
-"""The binary COPY's column types, as ``costs`` declares them (``CostRow`` order)."""
-_PG_UPSERT = (
-    "INSERT INTO costs (job_id, step, value, kind, attempt) "
-    "SELECT job_id, step, value, kind, attempt FROM xorjobs_costs_in "
-    "ON CONFLICT (job_id, step) DO UPDATE "
-    "SET value = excluded.value, kind = excluded.kind, attempt = excluded.attempt"
-)
+"""How ``CurveRow`` rows are written (``bulk_upsert``)."""
 
 
-def cost_rows(job_id: str, attempt: int, costs: Sequence[tuple[int, float]]) -> list[CostRow]:
-    rows: list[CostRow] = []
-    for step, cost in costs:
-        value, kind = encode_float(cost)
-        rows.append((job_id, step, value, int(kind), attempt))
-    return rows
-
-
-def upsert_cost_rows(session: Session, rows: Sequence[CostRow]) -> None:
-    """Insert or overwrite cost rows of any number of jobs, in the session's transaction: idempotent
-    per (job, step), so a retry never doubles a step and a new attempt overwrites the old one's."""
-    if not rows:
+def write_costs(session: Session, chunks: Sequence[CostChunk]) -> None:
+    """Merge each job's new points into its stored curve, in the session's transaction (which has
+    fenced every ``(job_id, attempt)``): one read of the curves already stored and one bulk write."""
+    chunks = [chunk for chunk in chunks if chunk[2]]
+    if not chunks:
         return
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        _copy_upsert(connection, rows)
-    else:
-        connection.exec_driver_sql(_SQLITE_UPSERT, list(rows))  # one executemany
+    stored = _stored_curves(session, sorted({job_id for job_id, _, _ in chunks}))
+    curves: dict[str, tuple[int, list[Point]]] = {}
+    for job_id, attempt, points in chunks:
+        earlier = curves.get(job_id) or stored.get(job_id)
+        # Another attempt's curve is replaced, not merged: a new attempt trains from step 0 again.
+        kept = earlier[1] if earlier is not None and earlier[0] == attempt else []
+        curves[job_id] = (attempt, merge_points(kept, points))
+    rows: list[CurveRow] = [
+        (job_id, attempt, len(points), points[-1][0], encode_curve(points))
+        for job_id, (attempt, points) in curves.items()
+    ]
+    bulk_upsert(session.connection(), CURVE_UPSERT, rows)
 
 
-def _copy_upsert(connection: Connection, rows: Sequence[CostRow]) -> None:
-    connection.exec_driver_sql(_PG_STAGING)
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    try:
-        with driver.cursor() as cursor, cursor.copy(_PG_COPY) as copy:
-            copy.set_types(_PG_COPY_TYPES)
-            for row in rows:
-                copy.write_row(row)
-    except connection.dialect.loaded_dbapi.Error as error:
-        # The COPY runs on the driver's own cursor, outside SQLAlchemy's error handling: raise what
-        # SQLAlchemy would have (a lost connection invalidated, so the retry and outage paths see it).
-        lost = bool(driver.closed or driver.broken)
-        if lost:
-            connection.invalidate(error)
-        raise sa_exc.DBAPIError.instance(
-            _PG_COPY,
-            None,
-            error,
-            connection.dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-            dialect=connection.dialect,
-        ) from error
-    connection.exec_driver_sql(_PG_UPSERT)
+def _stored_curves(session: Session, job_ids: list[str]) -> dict[str, tuple[int, list[Point]]]:
+    """``job_id -> (attempt, points)`` of the curves stored for ``job_ids`` (absent: none yet)."""
+    stored: dict[str, tuple[int, list[Point]]] = {}
+    for start in range(0, len(job_ids), IDS_PER_STATEMENT):
+        statement = select(CostCurve.job_id, CostCurve.attempt, CostCurve.curve).where(
+            CostCurve.job_id.in_(job_ids[start : start + IDS_PER_STATEMENT])
+        )
+        for job_id, attempt, curve in session.execute(statement):
+            stored[job_id] = (attempt, decode_curve(curve))
+    return stored
 
 
-def upsert_costs_in_transaction(
-    session: Session, job_id: str, attempt: int, costs: Sequence[tuple[int, float]]
-) -> None:
-    """``upsert_cost_rows`` for one job's costs."""
-    upsert_cost_rows(session, cost_rows(job_id, attempt, costs))
-
-
-def record_costs(
-    url: str, job_id: str, attempt: int, costs: Sequence[tuple[int, float]], lease_seconds: float
-) -> None:
+def record_costs(url: str, job_id: str, attempt: int, costs: Sequence[Point], lease_seconds: float) -> None:
     """Write a chunk of costs and renew the lease, in one transaction fenced on the attempt."""
-    rows = cost_rows(job_id, attempt, costs)
 
     def record() -> None:
         with write_session(url) as session:
             renew_in_transaction(session, job_id, attempt, lease_seconds)
-            upsert_cost_rows(session, rows)
+            write_costs(session, [(job_id, attempt, costs)])
 
     retrying(record, what=f"writing the costs of job {job_id}", retry_if=is_conflict_error)

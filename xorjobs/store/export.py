@@ -1,34 +1,32 @@
 """Every cost curve of a sweep in one streamed query (issue 5: ``xorjobs export``, ``/costs.csv``).
 
 One row per job and logged step. A 10,000-job sweep at the default 101 logged steps is about a million
-rows, so the rows are never held in memory: the query streams (``yield_per``: a server-side cursor on
-Postgres, batched fetches on SQLite) and the text is produced in chunks of lines as the rows arrive.
+lines from 10,000 stored curves, so they are never held in memory: the query of the curves streams
+(``yield_per``: a server-side cursor on Postgres, batched fetches on SQLite) and the text is produced in
+chunks of lines as the curves arrive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
+from math import isfinite
 
 from sqlalchemy import select
 
 from xorjobs.errors import NotFound
 from xorjobs.export_formats import ExportFormat
 from xorjobs.filters import NO_JOB_FILTER, JobFilter
+from xorjobs.store.curve_codec import Point, decode_curve
 from xorjobs.store.engine import read_session
-from xorjobs.store.floats import FloatKind
 from xorjobs.store.queries import job_conditions
-from xorjobs.store.tables import Cost, Job, Sweep
+from xorjobs.store.tables import CostCurve, Job, Sweep
 
 EXPORT_COLUMNS = ("job_id", "variant", "seed", "lr", "device", "step", "cost")
-ROWS_PER_FETCH = 5000
-"""Rows fetched from the database at a time; also the lines in one yielded chunk of text."""
+CURVES_PER_FETCH = 50
+"""Job curves fetched from the database at a time (about 5,000 lines of export at 101 logged steps)."""
 
-
-_WORDS = {FloatKind.NAN: "nan", FloatKind.POS_INF: "inf", FloatKind.NEG_INF: "-inf"}
-"""Non-finite costs are written as these words, as in every JSON xorjobs emits."""
-_JSON_WORDS = {kind: f'"{word}"' for kind, word in _WORDS.items()}
-_DECODED: dict[int, float] = {kind: float(word) for kind, word in _WORDS.items()}
+ExportRow = tuple[str, str, int, float, str, int, float]
+"""One exported line's values: job_id, variant, seed, lr, device, step, cost (NaN and inf as they are)."""
 
 
 def require_sweep(url: str, sweep_id: str) -> None:
@@ -38,48 +36,41 @@ def require_sweep(url: str, sweep_id: str) -> None:
             raise NotFound(f"no sweep {sweep_id}")
 
 
-def cost_batches(
-    url: str, sweep_id: str, job_filter: JobFilter = NO_JOB_FILTER
-) -> Iterator[Sequence[Sequence[Any]]]:
+def cost_batches(url: str, sweep_id: str, job_filter: JobFilter = NO_JOB_FILTER) -> Iterator[list[ExportRow]]:
     """The costs of the sweep's jobs that ``job_filter`` keeps, in job (expansion) order, then step order,
-    from one streamed query, in batches of ``(job_id, variant, seed, lr, device, step, value, kind)`` rows
-    (see ``floats`` for value/kind).
+    from one streamed query of the jobs' curves, in batches of ``ExportRow``.
 
-    Core rows on the session's connection, not ORM rows (half the time per row on a million rows); the
-    ``(sweep_id, position)`` and ``(job_id, step)`` unique indexes give the order without a sort.
+    Core rows on the session's connection, not ORM rows; the ``(sweep_id, position)`` unique index
+    gives the order without a sort.
     """
     statement = (
-        select(Job.id, Job.variant, Job.seed, Job.lr, Job.device, Cost.step, Cost.value, Cost.kind)
-        .join(Cost, Cost.job_id == Job.id)
+        select(Job.id, Job.variant, Job.seed, Job.lr, Job.device, CostCurve.curve)
+        .join(CostCurve, CostCurve.job_id == Job.id)
         .where(Job.sweep_id == sweep_id, *job_conditions(job_filter))
-        .order_by(Job.position, Cost.step)
+        .order_by(Job.position)
     )
     with read_session(url) as session:
-        result = session.connection().execution_options(yield_per=ROWS_PER_FETCH).execute(statement)
-        yield from result.partitions()
+        result = session.connection().execution_options(yield_per=CURVES_PER_FETCH).execute(statement)
+        for partition in result.partitions():
+            yield [
+                (job_id, variant, seed, lr, device, step, cost)
+                for job_id, variant, seed, lr, device, curve in partition
+                for step, cost in decode_curve(curve)
+            ]
 
 
-def curves_by_job(
-    url: str, sweep_id: str, job_filter: JobFilter = NO_JOB_FILTER
-) -> dict[str, list[tuple[int, float]]]:
-    """The ``(step, cost)`` curve (NaN and inf decoded) of every job ``job_filter`` keeps, from one query:
-    what the summary and the plots read. The same data as ``queries.costs_by_job``, through Core rows
-    instead of ORM rows, which on a million costs (a 10,000-job sweep) is several times faster."""
+def curves_by_job(url: str, sweep_id: str, job_filter: JobFilter = NO_JOB_FILTER) -> dict[str, list[Point]]:
+    """The ``(step, cost)`` curve (NaN and inf as they are) of every job ``job_filter`` keeps, in job
+    order, from one query: what the summary and the plots read."""
     statement = (
-        select(Cost.job_id, Cost.step, Cost.value, Cost.kind)
-        .join(Job, Job.id == Cost.job_id)
+        select(CostCurve.job_id, CostCurve.curve)
+        .join(Job, Job.id == CostCurve.job_id)
         .where(Job.sweep_id == sweep_id, *job_conditions(job_filter))
-        .order_by(Job.position, Cost.step)  # index order on both tables: no sort
+        .order_by(Job.position)
     )
-    curves: dict[str, list[tuple[int, float]]] = {}
     with read_session(url) as session:
-        result = session.connection().execution_options(yield_per=ROWS_PER_FETCH).execute(statement)
-        for job_id, step, value, kind in result:
-            curve = curves.get(job_id)
-            if curve is None:
-                curve = curves[job_id] = []
-            curve.append((step, value if value is not None and kind == FloatKind.FINITE else _DECODED[kind]))
-    return curves
+        result = session.connection().execution_options(yield_per=CURVES_PER_FETCH).execute(statement)
+        return {job_id: decode_curve(curve) for job_id, curve in result}
 
 
 def export_text(
@@ -98,21 +89,26 @@ def export_text(
 # output back with csv.DictReader and json.loads.
 
 
-def _csv_chunks(batches: Iterator[Sequence[Sequence[Any]]]) -> Iterator[str]:
+def _csv_chunks(batches: Iterator[list[ExportRow]]) -> Iterator[str]:
     yield ",".join(EXPORT_COLUMNS) + "\n"
     for batch in batches:
+        # repr() of NaN and ±inf is already the word every xorjobs output uses: "nan", "inf", "-inf".
         yield "".join(
-            f"{job_id},{variant},{seed},{lr!r},{device},{step},"
-            f"{repr(value) if kind == FloatKind.FINITE else _WORDS[kind]}\n"
-            for job_id, variant, seed, lr, device, step, value, kind in batch
+            f"{job_id},{variant},{seed},{lr!r},{device},{step},{cost!r}\n"
+            for job_id, variant, seed, lr, device, step, cost in batch
         )
 
 
-def _jsonl_chunks(batches: Iterator[Sequence[Sequence[Any]]]) -> Iterator[str]:
+def _jsonl_chunks(batches: Iterator[list[ExportRow]]) -> Iterator[str]:
     for batch in batches:
         yield "".join(
             f'{{"job_id": "{job_id}", "variant": "{variant}", "seed": {seed}, "lr": {lr!r}, '
             f'"device": "{device}", "step": {step}, '
-            f'"cost": {repr(value) if kind == FloatKind.FINITE else _JSON_WORDS[kind]}}}\n'
-            for job_id, variant, seed, lr, device, step, value, kind in batch
+            f'"cost": {_json_number(cost)}}}\n'
+            for job_id, variant, seed, lr, device, step, cost in batch
         )
+
+
+def _json_number(cost: float) -> str:
+    """A cost as JSON: the number, or for NaN and ±inf the quoted word (bare NaN is not JSON)."""
+    return repr(cost) if isfinite(cost) else f'"{cost!r}"'

@@ -25,7 +25,7 @@ from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.errors import InvalidSpec, NotFound, SweepActive
 from xorjobs.store.clock import utcnow
 from xorjobs.store.engine import get_engine, write_session
-from xorjobs.store.tables import Cost, Job, JobState, Sweep
+from xorjobs.store.tables import CostCurve, Job, JobState, Sweep
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
@@ -75,15 +75,26 @@ def delete_sweep(url: str, sweep_id: str, cancel_active: bool = False) -> Delete
 
 
 def _delete_sweep_rows_in_session(session: Session, sweep_id: str) -> tuple[int, int]:
-    """Inside the caller's transaction: costs by chunks of jobs, then the jobs, then the sweep."""
+    """Inside the caller's transaction: cost curves by chunks of jobs, then the jobs, then the sweep;
+    returns how many jobs and logged costs went."""
     job_ids = list(session.scalars(select(Job.id).where(Job.sweep_id == sweep_id)))
-    costs = 0
+    costs = _logged_costs(session, sweep_id)
     for start in range(0, len(job_ids), IDS_PER_STATEMENT):
         chunk = job_ids[start : start + IDS_PER_STATEMENT]
-        costs += session.execute(delete(Cost).where(Cost.job_id.in_(chunk))).rowcount  # type: ignore[attr-defined]
+        session.execute(delete(CostCurve).where(CostCurve.job_id.in_(chunk)))
     jobs = session.execute(delete(Job).where(Job.sweep_id == sweep_id)).rowcount  # type: ignore[attr-defined]
     session.execute(delete(Sweep).where(Sweep.id == sweep_id))
     return jobs, costs
+
+
+def _logged_costs(session: Session, sweep_id: str) -> int:
+    """How many logged costs the sweep's jobs hold (what ``delete`` and ``prune`` report as costs)."""
+    total = session.scalar(
+        select(func.sum(CostCurve.points))
+        .join(Job, Job.id == CostCurve.job_id)
+        .where(Job.sweep_id == sweep_id)
+    )
+    return int(total or 0)
 
 
 def prune_sweeps(url: str, older_than: dt.timedelta, dry_run: bool = False) -> list[DeletedSweep]:
@@ -109,12 +120,7 @@ def prune_sweeps(url: str, older_than: dt.timedelta, dry_run: bool = False) -> l
             if active_jobs or _as_utc(last_finished or created_at) >= cutoff:
                 continue
             if dry_run:
-                costs = (
-                    session.scalar(
-                        select(func.count()).select_from(Cost).join(Job).where(Job.sweep_id == sweep_id)
-                    )
-                    or 0
-                )
+                costs = _logged_costs(session, sweep_id)
                 deleted.append(
                     DeletedSweep(sweep_id, name, _as_utc(created_at).isoformat(), job_count, costs, 0)
                 )

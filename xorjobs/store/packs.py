@@ -1,8 +1,8 @@
 """Claiming and persisting a *pack*: several compatible queued jobs trained together by one worker.
 
 The same fencing as single jobs, per member: every write is conditional on that member's attempt and
-on it still running, and all members' writes of one kind go in one transaction (one bulk write of costs
-per pack, not per job). A member fenced off (cancelled, taken over) simply drops out of later writes.
+on it still running, and all members' writes of one kind go in one transaction (one bulk write of cost
+curves per pack, not per job). A member fenced off (cancelled, taken over) simply drops out of later writes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from xorjobs.defaults import IDS_PER_STATEMENT, clip_error
 from xorjobs.store.claims import Claim, claim_values
 from xorjobs.store.clock import db_now, db_now_plus
-from xorjobs.store.costs import cost_rows, upsert_cost_rows
+from xorjobs.store.costs import write_costs
 from xorjobs.store.engine import write_session
 from xorjobs.store.results import Outcome, write_results_in_transaction
 from xorjobs.store.retry import is_conflict_error, retrying
@@ -137,14 +137,17 @@ def record_pack_costs(
     url: str, costs: Mapping[Claim, Sequence[tuple[int, float]]], lease_seconds: float
 ) -> set[str]:
     """Write every owned member's new costs and renew its lease, in one transaction."""
-    # Built before the transaction, so no row lock is held while Python turns floats into rows.
-    rows_of = {claim.job_id: cost_rows(claim.job_id, claim.attempt, chunk) for claim, chunk in costs.items()}
 
     def record() -> set[str]:
         with write_session(url) as session:
             lost = _renew_members(session, list(costs), lease_seconds)
-            upsert_cost_rows(
-                session, [row for job_id, rows in rows_of.items() if job_id not in lost for row in rows]
+            write_costs(
+                session,
+                [
+                    (claim.job_id, claim.attempt, chunk)
+                    for claim, chunk in costs.items()
+                    if claim.job_id not in lost
+                ],
             )
             return lost
 

@@ -15,21 +15,21 @@ from sqlalchemy.orm import Session
 
 from xorjobs.defaults import finished_count
 from xorjobs.store.clock import db_now
-from xorjobs.store.tables import Cost, Job, JobState
+from xorjobs.store.tables import CostCurve, Job, JobState
 
 
 def sweep_progress(session: Session, sweep_id: str, counts: dict[str, int]) -> tuple[float, float | None]:
     """``(progress, elapsed_seconds)``: jobs done, with each running job's logged steps as a fraction
     (its last logged step over its steps: the cost at step s is logged before step s trains); and the
     seconds since the sweep's first job started, to its last finish once every job is finished (None
-    before any started). Two aggregate queries: the running jobs' costs, and the jobs' times."""
+    before any started). Two queries: the running jobs' last logged steps, and the jobs' times."""
     done = float(finished_count(counts))
     if counts.get(JobState.RUNNING, 0):
         last_logged = (
-            select(Job.steps, func.max(Cost.step))
-            .join(Cost, Cost.job_id == Job.id)
+            select(Job.steps, CostCurve.last_step)
+            # The running attempt's own curve: an earlier attempt's stays until the new one writes.
+            .join(CostCurve, (CostCurve.job_id == Job.id) & (CostCurve.attempt == Job.attempt))
             .where(Job.sweep_id == sweep_id, Job.state == JobState.RUNNING)
-            .group_by(Job.id, Job.steps)
         )
         done += sum(min(1.0, step / steps) for steps, step in session.execute(last_logged) if steps)
     # On the database's clock, which wrote started_at and finished_at (this process's may be off).

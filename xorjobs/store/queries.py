@@ -12,10 +12,11 @@ from sqlalchemy import ColumnElement, case, exists, func, literal, or_, select
 from xorjobs.defaults import IDS_PER_STATEMENT
 from xorjobs.errors import NotFound, no_job
 from xorjobs.filters import DEFAULT_ORDER, NO_JOB_FILTER, NO_SWEEP_FILTER, JobFilter, JobOrder, SweepFilter
+from xorjobs.store.curve_codec import decode_curve
 from xorjobs.store.engine import read_session
 from xorjobs.store.floats import FloatKind, decode_float
 from xorjobs.store.progress import sweep_progress
-from xorjobs.store.tables import Cost, Job, JobState, Sweep
+from xorjobs.store.tables import CostCurve, Job, JobState, Sweep
 
 JobRecord = dict[str, Any]
 
@@ -223,23 +224,22 @@ def sweep_results(
 def costs_by_job(url: str, sweep_id: str, job_ids: list[str] | None = None) -> dict[str, list[list[Any]]]:
     """Every job's costs, or only those of ``job_ids`` (a few queries of at most IDS_PER_STATEMENT ids)."""
     base = (
-        select(Cost.job_id, Cost.step, Cost.value, Cost.kind)
-        .join(Job, Job.id == Cost.job_id)
+        select(CostCurve.job_id, CostCurve.curve)
+        .join(Job, Job.id == CostCurve.job_id)
         .where(Job.sweep_id == sweep_id)
-        .order_by(Cost.job_id, Cost.step)
     )
     if job_ids is None:
         statements = [base]
     else:
         statements = [
-            base.where(Cost.job_id.in_(job_ids[start : start + IDS_PER_STATEMENT]))
+            base.where(CostCurve.job_id.in_(job_ids[start : start + IDS_PER_STATEMENT]))
             for start in range(0, len(job_ids), IDS_PER_STATEMENT)
         ]
-    result: dict[str, list[list[Any]]] = defaultdict(list)
+    result: dict[str, list[list[Any]]] = {}
     with read_session(url) as session:
         for statement in statements:
-            for job_id, step, value, kind in session.execute(statement):
-                result[job_id].append([step, decode_float(value, kind)])
+            for job_id, curve in session.execute(statement):
+                result[job_id] = [[step, cost] for step, cost in decode_curve(curve)]
     return result
 
 
@@ -255,7 +255,5 @@ def job_costs(url: str, job_id: str) -> list[list[Any]]:
     with read_session(url) as session:
         if session.get(Job, job_id) is None:
             raise no_job(job_id)
-        rows = session.execute(
-            select(Cost.step, Cost.value, Cost.kind).where(Cost.job_id == job_id).order_by(Cost.step)
-        ).all()
-    return [[step, decode_float(value, kind)] for step, value, kind in rows]
+        curve = session.scalar(select(CostCurve.curve).where(CostCurve.job_id == job_id))
+    return [] if curve is None else [[step, cost] for step, cost in decode_curve(curve)]

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from xorjobs.defaults import clip_error
 from xorjobs.store.clock import db_now
-from xorjobs.store.costs import CostRow, cost_rows, upsert_cost_rows
+from xorjobs.store.costs import write_costs
 from xorjobs.store.engine import write_session
 from xorjobs.store.floats import encode_float, json_safe
 from xorjobs.store.leases import renew_in_transaction
@@ -52,10 +52,7 @@ class Outcome:
 def write_results_in_transaction(session: Session, results: Sequence[tuple[str, int, Outcome]]) -> None:
     """Inside the caller's transaction, which has fenced every ``(job id, attempt)``: the remaining
     costs, the results and state succeeded, for any number of jobs in two statements."""
-    rows: list[CostRow] = []
-    for job_id, attempt, outcome in results:
-        rows += cost_rows(job_id, attempt, outcome.unwritten_costs)
-    upsert_cost_rows(session, rows)
+    write_costs(session, [(job_id, attempt, outcome.unwritten_costs) for job_id, attempt, outcome in results])
     if not results:
         return
     jobs = Job.__table__

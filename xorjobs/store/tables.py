@@ -1,4 +1,4 @@
-"""The tables: sweeps, jobs and costs (typed SQLAlchemy 2 ORM)."""
+"""The tables (typed SQLAlchemy 2 ORM): sweeps, jobs, cost curves, workers, recovery events, verifications."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -26,7 +27,7 @@ from xorjobs.defaults import TERMINAL_STATES, JobState
 __all__ = [
     "TERMINAL_STATES",
     "Base",
-    "Cost",
+    "CostCurve",
     "Job",
     "JobState",
     "RecoveryEvent",
@@ -131,16 +132,21 @@ class Job(Base):
         return self.attempt - self.attempts_forgiven
 
 
-class Cost(Base):
-    """One logged cost. The primary key (job_id, step) makes a retried job's writes idempotent."""
+class CostCurve(Base):
+    """A job's logged costs, all in one value (revision 0007; the bytes are ``curve_codec``'s).
 
-    __tablename__ = "costs"
+    One row per job, written by the attempt that owns the job (every write is fenced on it): a newer
+    attempt's first write replaces an older attempt's curve, and the same attempt's later writes merge
+    into it per step. ``points`` and ``last_step`` repeat what the curve holds, so progress, the data
+    version and housekeeping's counts stay aggregates the database computes without decoding a curve."""
+
+    __tablename__ = "cost_curves"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    step: Mapped[int] = mapped_column(Integer, primary_key=True)
-    value: Mapped[float | None] = mapped_column(Double)
-    kind: Mapped[int] = mapped_column(SmallInteger, default=0)
     attempt: Mapped[int] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(Integer)
+    last_step: Mapped[int] = mapped_column(Integer)
+    curve: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Worker(Base):

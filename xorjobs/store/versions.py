@@ -5,7 +5,7 @@ dashboard asks for them every few seconds from every open tab. The version is wh
 made of (``api/conditional.py``), so a request whose sweep did not change is answered 304, or from the
 API's cache, without reading a cost. It is cheap: one aggregate over the sweep's job rows (per state: how
 many, the latest start and finish, the attempts, which a retry bumps) and, only while jobs run, the count
-of the running jobs' cost rows, which grows with each progress write, so live curves still move.
+of the running jobs' logged points, which grows with each progress write, so live curves still move.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from xorjobs.store.engine import read_session
-from xorjobs.store.tables import Cost, Job, JobState
+from xorjobs.store.tables import CostCurve, Job, JobState
 
 
 def sweep_version(url: str, sweep_id: str) -> str | None:
@@ -39,9 +39,8 @@ def sweep_version(url: str, sweep_id: str) -> str | None:
         ]
         if any(state == JobState.RUNNING for state, *_ in rows):
             logged = session.scalar(
-                select(func.count())
-                .select_from(Cost)
-                .join(Job, Job.id == Cost.job_id)
+                select(func.sum(CostCurve.points))
+                .join(Job, Job.id == CostCurve.job_id)
                 .where(Job.sweep_id == sweep_id, Job.state == JobState.RUNNING)
             )
             parts.append(f"logged:{logged}")
