@@ -457,7 +457,10 @@ def main() -> None:
     for store in stores:
         if store not in ("sqlite", "postgres"):
             parser.error(f"unknown store {store!r}: use sqlite, postgres or sqlite,postgres")
-    xorjobs_changes = [line[3:] for line in git("status", "--porcelain", "--", "xorjobs").splitlines()]
+    # "XY path" lines; git() strips the output, so the first line may have lost its leading space.
+    xorjobs_changes = [
+        line.split(maxsplit=1)[1] for line in git("status", "--porcelain", "--", "xorjobs").splitlines()
+    ]
     report: dict[str, Any] = {
         "label": args.label,
         "commit": git("rev-parse", "HEAD"),
