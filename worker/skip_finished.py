@@ -1,10 +1,11 @@
 """A task strategy that settles, in the consumer, messages the pool need never see.
 
-A pack of K jobs leaves K-1 messages whose jobs it already finished. Through the prefork pool each of
-them costs a round trip (dispatch to a child, a read of the store, the result back, the ack), and a job
-submitted right after a large sweep waits behind a few hundred of those per worker. Here the consumer
-reads the job's state (one indexed SELECT) and settles the message at once when
-- the job is finished: acked;
+A pack of K jobs leaves K-1 messages whose jobs it holds or already finished. Through the prefork pool
+each of them costs a round trip (dispatch to a child, a read of the store, the result back, the ack), and
+a job submitted right after a large sweep waits behind a few hundred of those per worker. Here the
+consumer reads the job's state (one indexed SELECT) and settles the message at once when
+- there is nothing to claim (``JobPeek.claimable``, the rule the task itself applies): the job is
+  finished, or running under a live lease of a holder not known dead: acked;
 - the job is not in the store and the message comes from this store: its sweep was deleted, acked
   with one log line for the whole burst (``worker.store_match``);
 - the message comes from another store, and no message of this worker's own store came before it:
@@ -27,7 +28,7 @@ from celery.worker.strategy import default as default_strategy
 from xorjobs.queue import STORE_KWARG, settings_of
 from xorjobs.settings import get_settings
 from xorjobs.store.peeks import JobPeek, peek_job
-from xorjobs.store.tables import TERMINAL_STATES
+from xorjobs.worker.liveness import holder_is_dead
 from xorjobs.worker.store_match import DELETED, STRAYS, is_foreign, wrong_store_text
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,16 @@ def _peek(url: str, job_id: str) -> JobPeek | bool | None:
         return False
 
 
-def is_finished(job_id: str, url: str | None = None) -> bool:
-    """Whether the job is in a terminal state (False when unknown or unreadable: the pool decides)."""
-    peek = _peek(url or get_settings().resolved_database_url, job_id)
-    return isinstance(peek, JobPeek) and peek.state in TERMINAL_STATES
+def has_nothing_to_claim(job_id: str, url: str | None = None) -> bool:
+    """Whether the consumer settles the job's message itself for having nothing to claim (False when
+    the job is unknown or unreadable: the pool decides then)."""
+    return _nothing_to_claim(_peek(url or get_settings().resolved_database_url, job_id))
+
+
+def _nothing_to_claim(peek: JobPeek | bool | None) -> bool:
+    # ``runner.run_job``'s own rule: finished, or held by a live attempt (a pack's member; if that
+    # attempt dies, recovery re-queues and re-publishes the job).
+    return isinstance(peek, JobPeek) and not peek.claimable(holder_is_dead)
 
 
 def skip_finished(task: Task, app: Celery, consumer: Any, **kwargs: Any) -> Any:  # type: ignore[type-arg]
@@ -108,8 +115,9 @@ def skip_finished(task: Task, app: Celery, consumer: Any, **kwargs: Any) -> Any:
         if store is not None and not own_seen:
             own_seen.append(True)
         peek = _peek(url, job_id)
-        if isinstance(peek, JobPeek) and peek.state in TERMINAL_STATES:
-            log.debug("job %s is finished: message acknowledged without running the task", job_id)
+        if _nothing_to_claim(peek):  # settled here: no round trip through a busy pool child
+            assert isinstance(peek, JobPeek)
+            log.debug("job %s: nothing to claim (%s); message acknowledged here", job_id, peek.state)
             ack(log, connection_errors)
             return None
         if peek is None:

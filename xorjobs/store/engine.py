@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
@@ -181,6 +181,14 @@ def read_session(url: str) -> Iterator[Session]:
     """A read-only transaction (never blocks writers under WAL)."""
     with _translated_errors(url), Session(get_engine(url), expire_on_commit=False) as session:
         yield session
+
+
+@contextmanager
+def read_connection(url: str) -> Iterator[Connection]:
+    """A read-only transaction on a Core connection, for a hot read that needs no ORM: a worker's
+    consumer reads one job row per message, and a Session costs about four times the statement."""
+    with _translated_errors(url), get_engine(url).connect() as connection:
+        yield connection
 
 
 @contextmanager

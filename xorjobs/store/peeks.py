@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from xorjobs.store.clock import db_now
-from xorjobs.store.engine import read_session
+from xorjobs.store.engine import read_connection
 from xorjobs.store.tables import Job, JobState
 
 
@@ -31,14 +31,17 @@ class JobPeek:
         return self.lease_expired or (self.worker is not None and holder_is_dead(self.worker))
 
 
+_PEEK = select(Job.variant, Job.device, Job.state, Job.lease_expires_at < db_now(), Job.worker).where(
+    Job.id == bindparam("job_id")
+)
+"""Built once: building the statement and its cache key on every call was most of a peek's cost, and a
+worker peeks at every message it takes (most of a large sweep's are for jobs a pack already holds)."""
+
+
 def peek_job(url: str, job_id: str) -> JobPeek | None:
     """Read a job's kind and state (None when the store has no such job)."""
-    with read_session(url) as session:
-        row = session.execute(
-            select(Job.variant, Job.device, Job.state, Job.lease_expires_at < db_now(), Job.worker).where(
-                Job.id == job_id
-            )
-        ).first()
+    with read_connection(url) as connection:
+        row = connection.execute(_PEEK, {"job_id": job_id}).first()
     if row is None:
         return None
     variant, device, state, lease_expired, worker = row
