@@ -14,10 +14,12 @@ record with torch.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from xorjobs.models.backprop import bce_cost
 from xorjobs.models.data import xor_data
@@ -27,12 +29,19 @@ _CPU = torch.device("cpu")
 
 def trained_cost(variant: str, hypothesis: Sequence[float]) -> float:
     """The seed's criterion of ``hypothesis`` (the four outputs, in the data's order) against XOR's Y."""
-    _, y = xor_data(_CPU)
+    y = _labels()
     with torch.no_grad():
-        outputs = torch.tensor(list(hypothesis), dtype=torch.float32, device=_CPU).reshape(y.shape)
+        outputs = torch.tensor(hypothesis, dtype=torch.float32, device=_CPU).reshape(y.shape)
         if variant == "backprop":
             return float(bce_cost(outputs, y).item())
         if not all(0.0 <= value <= 1.0 for value in hypothesis):
             # BCELoss refuses such outputs (a NaN included); training would have failed on them first.
             return math.nan
-        return float(torch.nn.BCELoss()(outputs, y).item())
+        # BCELoss()'s own forward, without building the module per call (a pack computes thousands).
+        return float(F.binary_cross_entropy(outputs, y, reduction="mean").item())
+
+
+@functools.cache
+def _labels() -> torch.Tensor:
+    """XOR's Y, built once per process (never written to: every use only reads it)."""
+    return xor_data(_CPU)[1]
