@@ -33,6 +33,15 @@ def preload_torch() -> None:
     """
     import torch  # noqa: F401
 
+    # The first optimizer step imports torch._dynamo lazily, and some 800 modules with it: a second of a
+    # pool child's first job, and a soft time limit landing inside that import left the module half
+    # made, so every later job of that child failed with "partially initialized module 'torch._dynamo'".
+    # One step of training here imports all of it once, before the fork (the packing self-checks train
+    # here too).
+    from xorjobs.models.train import train
+
+    train("nn", 0, 1.0, 1, 1, "cpu")
+
 
 def preload_torch_deferring_ctrl_c() -> None:
     """``preload_torch`` for ``xorjobs worker``, before Celery starts: a Ctrl-C meanwhile only sets a flag,
