@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--stop-below", type=float, default=0.05)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--solo-jobs", type=int, default=30, help="jobs the solo engine trains (0: skip)")
+    parser.add_argument("--solo-jobs", type=int, default=16, help="jobs the solo engine trains (0: skip)")
     parser.add_argument("--engines", nargs="+", default=["exact", "native", "solo"])
     parser.add_argument("--repeat", type=int, default=3, help="pack engines: best of this many runs each")
     args = parser.parse_args(argv)
@@ -206,9 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     if identical is not None:
         print(f"exact and native stopping results bit-identical: {identical}/{len(jobs)}")
     if any(row["subset"] for row in rows):
-        print(
-            f"(solo: the first {args.solo_jobs} jobs of the sweep only; the seed's loop takes ~2.5 s a job)"
-        )
+        print(f"(solo: the first {args.solo_jobs} jobs of the sweep only; 2-6 s a job, by machine)")
     report = {
         "machine": {
             "platform": platform.platform(),
