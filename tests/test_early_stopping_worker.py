@@ -34,8 +34,8 @@ def test_a_stopping_sweep_is_stored_as_its_truncated_runs(
         cluster.start_worker("early", concurrency=1)
         for sweep_id, size in ((stopping, 18), (plain, 6)):
             assert cluster.wait_finished(sweep_id)["counts"]["succeeded"] == size
-        # Every job equals the seed's own loop run for the steps it trained; one cost row per logged
-        # step it trained, all by its one attempt.
+        # Every job equals the seed's own loop run for the steps it trained; each logged step it
+        # trained once in its curve, all by its one attempt.
         results = cluster.check_invariants(stopping)
         stopped = [job for job in results["jobs"] if job["stopped_at_step"] is not None]
         assert {job["variant"] for job in stopped} == {"nn", "wide_deep", "backprop"}

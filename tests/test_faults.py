@@ -2,8 +2,8 @@
 
 Real Redis, real `xorjobs worker` processes, real SQLite files and Postgres; processes are killed by
 PID. Timings are shortened for tests only (leases of 3 s instead of 60 s). Each test checks the
-invariants afterwards: every job ends in exactly one terminal state; a succeeded job has exactly one
-cost row per logged step, all written by its final attempt, and equals a clean run bit for bit.
+invariants afterwards: every job ends in exactly one terminal state; a succeeded job has each logged
+step exactly once in its cost curve, written by its final attempt, and equals a clean run bit for bit.
 Measured recovery figures are written to test-artifacts/fault_figures.json.
 """
 

@@ -4,10 +4,10 @@ commit, a Redis restart mid-sweep.
 ``tests/test_faults.py`` runs single jobs solo (``XORJOBS_PACK_SIZE=1``), and ``tests/test_packing.py``
 kills a worker mid-pack; here the same invariants are checked for packs that the workers train on the
 native C kernel (``wide_deep``, whose packs run long enough to be caught mid-way). Every stored job must
-say ``engine: native`` (the worker's self-check passed and the pack really ran native), have exactly one
-cost row per logged step, all by its final attempt, and equal a clean native run of the same job bit for
-bit (the native engine equals the seed's loop: ``tests/test_native_engine.py``; training each member
-again solo here would cost minutes).
+say ``engine: native`` (the worker's self-check passed and the pack really ran native), have each logged
+step exactly once in its cost curve, written by its final attempt, and equal a clean native run of the
+same job bit for bit (the native engine equals the seed's loop: ``tests/test_native_engine.py``;
+training each member again solo here would cost minutes).
 """
 
 from __future__ import annotations

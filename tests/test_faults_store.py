@@ -7,7 +7,7 @@ store fails under them as it does in production:
   sees it: "server closed the connection", then "connection refused");
 - SQLite's write lock held by another process for longer than the busy timeout ("database is locked").
 Every test then checks: each job ends in exactly one terminal state, none stays queued or running, and
-each succeeded job has exactly its cost rows, written by its final attempt (``Cluster.check_invariants``).
+each succeeded job has exactly its logged costs, written by its final attempt (``Cluster.check_invariants``).
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def test_delete_asks_first_and_does_nothing_on_no(
     assert rows_of(store, sweep_id) == (1, 2, 6)
     answer(monkeypatch, "y\n")
     code, out, _ = run_main(["delete", sweep_id], monkeypatch, capsys)
-    assert code == 0 and f"deleted sweep {sweep_id}: 2 job(s), 6 cost row(s)" in out
+    assert code == 0 and f"deleted sweep {sweep_id}: 2 job(s), 6 logged cost(s)" in out
     assert rows_of(store, sweep_id) == (0, 0, 0)
     code, _, err = run_main(["delete", sweep_id, "--yes"], monkeypatch, capsys)
     assert code == 3 and f"no sweep {sweep_id}" in err

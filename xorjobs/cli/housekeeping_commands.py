@@ -59,7 +59,7 @@ def _active_message(sweep_id: str, active: int) -> str:
 def _deleted_line(sweep: dict[str, Any], verb: str) -> str:
     cancelled = f" (cancelled {sweep['cancelled']} first)" if sweep.get("cancelled") else ""
     name = f" ({render.safe(sweep['name'])})" if sweep.get("name") else ""
-    counted = f"{sweep['jobs']} job(s), {sweep['costs']} cost row(s)"
+    counted = f"{sweep['jobs']} job(s), {sweep['costs']} logged cost(s)"
     return f"{verb} sweep {render.safe(sweep['sweep_id'])}{name}: {counted}{cancelled}"
 
 

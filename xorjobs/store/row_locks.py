@@ -8,7 +8,7 @@ its UPDATE then finds them held already.
 
 ``FOR NO KEY UPDATE`` is the lock an UPDATE of non-key columns takes itself, so this blocks nothing
 that the UPDATE would not (plain ``FOR UPDATE`` would also block the key-share locks that inserting a
-job's cost rows takes on the job). SQLite needs none of this: ``BEGIN IMMEDIATE`` serialises writers.
+job's cost curve takes on the job). SQLite needs none of this: ``BEGIN IMMEDIATE`` serialises writers.
 """
 
 from __future__ import annotations
