@@ -55,13 +55,19 @@ class BrokerConsumer(Consumer):
             self._close_starting()
             raise
         self._starting = None
+        return connection
+
+    def loop_args(self) -> Any:
+        # Called once every start step has run, as the event loop begins: only now is the broker known
+        # to have room. A connection alone is not enough: the start's later writes (the pidbox's LLEN)
+        # may still be refused, and saying "room again" at connect then said "out of memory" twice.
         if self._out_of_memory_since is not None:
             log.warning(
                 "consumer: the broker has room again after %.0f s out of memory; consuming",
                 time.monotonic() - self._out_of_memory_since,
             )
             self._out_of_memory_since = None
-        return connection
+        return super().loop_args()
 
     def on_connection_error_before_connected(self, exc: Exception) -> None:
         if not self._out_of_memory(exc):
