@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -330,3 +334,31 @@ def broker_messages(broker_url: str, queue: str = "cpu") -> int:
 
     client = redis.Redis.from_url(broker_url)
     return int(client.llen(queue)) + int(client.hlen("unacked"))
+
+
+def pause_outside_the_write_lock(process_group: int, url: str) -> None:
+    """SIGSTOP ``process_group``, on SQLite only at a moment none of it holds the store's write lock.
+
+    SQLite has one writer at a time: a process stopped inside a write transaction blocks every other
+    writer until it is continued (the other worker's claim, the reaper and the test itself then fail
+    with "database is locked" after the 30 s busy timeout). A real pause can land there too; these tests
+    are about what a paused attempt can write after waking, so they pause it between transactions."""
+    for _ in range(200):
+        os.killpg(process_group, signal.SIGSTOP)
+        if not url.startswith("sqlite:///") or _write_lock_is_free(url.removeprefix("sqlite:///")):
+            return
+        os.killpg(process_group, signal.SIGCONT)
+        time.sleep(0.02)
+    raise AssertionError(f"process group {process_group} held the SQLite write lock at every try")
+
+
+def _write_lock_is_free(database: str) -> bool:
+    connection = sqlite3.connect(database, timeout=0.5, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()

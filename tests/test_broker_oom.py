@@ -54,13 +54,14 @@ def test_a_worker_starting_at_maxmemory_leaks_nothing_recovers_and_drains(sqlite
     for _ in range(7):
         counts.append(len(broker.client_list()))
         time.sleep(1)
-    # The first count is the start's own burst (measured on an AMD EPYC: +5 or +6 for about a second,
-    # then +2 steady); a leak is growth, which the six counts after it would show (before: +6 a second).
-    counts = counts[1:]
     assert "ready." not in worker.log()  # the broker was still full all along
     record_figure("broker_oom_connections_over_6_s", [count - baseline for count in counts])
-    assert max(counts) - baseline <= 4, counts  # before: +6 a second
-    assert counts[-1] <= counts[1] + 1, counts  # and no growth
+    # A leak is growth (before: +6 a second, +36 over these 6 s). The start's own connections come and
+    # go in its first seconds (measured on an AMD EPYC: a burst of +4 to +7 in one count, then +2 or +3
+    # steady), so the bound is on where the counts settle, and on no growth from the lowest.
+    assert max(counts[-3:]) - baseline <= 4, counts
+    assert counts[-1] <= min(counts) + 1, counts
+    assert max(counts) - baseline <= 8, counts
     broker.delete(*fillers)
     freed_at = time.monotonic()
     status = cluster.wait_finished(sweep_id, timeout=60)

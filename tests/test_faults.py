@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.helpers import Cluster, pool_children, record_figure
+from tests.helpers import Cluster, pause_outside_the_write_lock, pool_children, record_figure
 from tests.services import (
     XORJOBS,
     wait_until,
@@ -173,7 +173,7 @@ def test_paused_worker_cannot_write_after_another_attempt_finished(sqlite_cluste
     sweep_id, (job_id,) = cluster.submit(seeds=[103], steps=LONG_STEPS // 2)
     cluster.wait_for_costs(job_id)
     paused = cluster.holder(job_id)
-    os.killpg(paused.pid, signal.SIGSTOP)
+    pause_outside_the_write_lock(paused.pid, cluster.url)
     try:
         status = cluster.wait_finished(sweep_id, timeout=120)
     finally:

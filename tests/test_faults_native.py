@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.ci import require
-from tests.helpers import Cluster, Json, same_bits
+from tests.helpers import Cluster, Json, pause_outside_the_write_lock, same_bits
 from tests.services import wait_until
 from xorjobs.models.native_engine import NativeEngine
 from xorjobs.store import queries
@@ -93,7 +93,7 @@ def test_a_paused_native_pack_cannot_write_after_another_worker_finished_it(sqli
     )
     wait_mid_pack(cluster, sweep_id, job_ids, running=12)
     paused = cluster.holder(job_ids[0])
-    os.killpg(paused.pid, signal.SIGSTOP)
+    pause_outside_the_write_lock(paused.pid, cluster.url)
     try:
         cluster.start_worker("w2")  # its reaper re-queues the pack once the 3 s leases run out
         status = cluster.wait_finished(sweep_id, timeout=180)

@@ -15,10 +15,10 @@ import httpx2
 import pytest
 
 from tests.helpers import Cluster, run_main
-from tests.services import XORJOBS, start_api
+from tests.services import XORJOBS, start_api, wait_until
 from xorjobs.client import Client
 from xorjobs.store.curve_codec import decode_curve, encode_curve
-from xorjobs.store.workers import WorkerIdentity, register_worker
+from xorjobs.store.workers import WorkerIdentity, list_workers, register_worker
 from xorjobs.verification import compare_costs, provenance_note, verify_report
 
 # --- the comparison ---------------------------------------------------------------------------------
@@ -154,6 +154,9 @@ def test_the_api_hands_verify_to_a_worker(sqlite_cluster: Cluster, tmp_path: Pat
         assert refused.returncode == 2 and refused.stderr.startswith(f"error: JOB_ID: job {job_id} is queued")
         sqlite_cluster.start_worker("worker")
         sqlite_cluster.wait_finished(sweep_id)
+        # The API asks the registry for a live worker; a busy machine trains the job before the worker's
+        # recovery process has registered it.
+        wait_until(lambda: list_workers(sqlite_cluster.url), 60, "the worker to register")
         report = client.verify(job_id)
         assert report.identical and report.first_differing_step is None and report.steps_compared == 3
         assert report.here["torch_version"] == report.stored["torch_version"]
